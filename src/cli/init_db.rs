@@ -1,0 +1,32 @@
+//! `abridge init-db`: create or migrate the database, and make sure an admin exists.
+
+use std::process::ExitCode;
+
+use crate::config::Overrides;
+use crate::server::bootstrap;
+
+/// Create or migrate the database and make sure an admin user exists; running it twice is harmless.
+///
+/// Example: abridge --database sqlite:///var/lib/abridge/abridge.db init-db
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {}
+
+pub async fn run(overrides: Overrides, _args: Args) -> anyhow::Result<ExitCode> {
+    let settings = super::settings(&overrides)?;
+    let (store, report) = bootstrap::open_store(&settings).await?;
+    if report.changed() {
+        println!(
+            "migrated {} from schema version {} to {}",
+            settings.database.url, report.from, report.to
+        );
+    } else {
+        println!(
+            "{} is up to date (schema version {})",
+            settings.database.url, report.to
+        );
+    }
+    println!("journal mode: {}", store.journal_mode().await?);
+    bootstrap::ensure_admin(&store, &settings).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,745 @@
+//! `Settings`: every knob of the gateway, layered as
+//! defaults < `abridge.toml` < environment < command-line flags.
+//!
+//! The environment names of the Python original are kept (`DB_POOL_SIZE`,
+//! `HTTP_MAX_CONNECTIONS`, ...); new settings use an `ABRIDGE_` prefix. Every
+//! setting also has a key in the file, and [`ENV_VARS`] is the one table that
+//! ties the two together, so `--print-config`, the README table and the
+//! loader cannot drift apart. Errors name the variable or key path and the
+//! allowed values. This module reads the config file and the environment and
+//! does no other I/O.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::upstream::client::HttpSettings;
+use crate::upstream::client::humantime_serde_compat as hdur;
+
+/// A configuration error: the process exits with status 2 on it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// A secret value: printed and serialized as `*****`, never logged.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("*****")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("*****")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// The effective settings of one process.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub secrets: SecretSettings,
+    pub admin: AdminSettings,
+    pub http: HttpSettings,
+    pub routing: RoutingSettings,
+    pub cache: CacheSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address `abridge serve` listens on.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes (Claude Code sends several MB).
+    pub max_body_bytes: usize,
+    /// How long graceful shutdown waits for in-flight requests.
+    #[serde(with = "hdur")]
+    pub shutdown_timeout: Duration,
+    /// Optional providers file (`providers.toml` or the original's `provider.json`).
+    pub providers_file: Option<PathBuf>,
+    /// Log filter, in `RUST_LOG` syntax.
+    pub log: String,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 32 * 1024 * 1024,
+            shutdown_timeout: Duration::from_secs(30),
+            providers_file: None,
+            log: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH` (or `sqlite::memory:`).
+    pub url: String,
+    /// Reader connections; SQLite in WAL mode has one writer besides them.
+    pub pool_size: usize,
+    /// How long a request waits for a free reader before failing.
+    #[serde(with = "hdur")]
+    pub pool_timeout: Duration,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://./abridge.db".into(),
+            pool_size: 10,
+            pool_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretSettings {
+    /// Signs admin session tokens; ephemeral when unset.
+    pub jwt_secret_key: Option<Secret>,
+    /// 32 bytes, base64: seals provider API keys; ephemeral when unset.
+    pub encryption_key: Option<Secret>,
+    pub jwt_token_expire_minutes: u64,
+}
+
+impl Default for SecretSettings {
+    fn default() -> Self {
+        Self {
+            jwt_secret_key: None,
+            encryption_key: None,
+            jwt_token_expire_minutes: 1440,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Email of the admin created on first start.
+    pub email: String,
+    /// Password of that admin (≥ 12 characters); generated and printed once when unset.
+    pub password: Option<Secret>,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            email: "admin@localhost".into(),
+            password: None,
+        }
+    }
+}
+
+/// How candidates for a model are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    Priority,
+    Random,
+    Weighted,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingSettings {
+    pub strategy: Strategy,
+    /// Consecutive failures that open a provider's breaker.
+    pub failure_threshold: u32,
+    /// How long an open breaker waits before one probe request.
+    #[serde(with = "hdur")]
+    pub recovery_timeout: Duration,
+    /// First backoff delay; doubles per attempt, with jitter.
+    #[serde(with = "hdur")]
+    pub backoff: Duration,
+    /// Keep a conversation on the provider that served it while it is healthy.
+    pub sticky: bool,
+}
+
+impl Default for RoutingSettings {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::Priority,
+            failure_threshold: 5,
+            recovery_timeout: Duration::from_secs(60),
+            backoff: Duration::from_millis(200),
+            sticky: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheType {
+    Memory,
+    Redis,
+    Multi,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    pub cache_type: CacheType,
+    pub multi_level: bool,
+    pub max_size: u64,
+    #[serde(with = "hdur")]
+    pub default_ttl: Duration,
+    pub redis_max_conn: usize,
+    pub redis_url: Option<Secret>,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            cache_type: CacheType::Memory,
+            multi_level: false,
+            max_size: 1000,
+            default_ttl: Duration::from_secs(3600),
+            redis_max_conn: 20,
+            redis_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    pub enabled: bool,
+    pub otlp_endpoint: Option<String>,
+    pub service_version: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            otlp_endpoint: None,
+            service_version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+/// What one environment variable sets: its file key and a parser into `Settings`.
+pub struct EnvVar {
+    pub name: &'static str,
+    pub key: &'static str,
+    pub help: &'static str,
+    apply: fn(&mut Settings, &str) -> Result<(), String>,
+}
+
+fn parse_num<T: std::str::FromStr>(raw: &str) -> Result<T, String> {
+    raw.trim()
+        .parse()
+        .map_err(|_| format!("`{raw}` is not a whole number"))
+}
+
+fn parse_bool(raw: &str) -> Result<bool, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("`{raw}` is not a boolean (true/false)")),
+    }
+}
+
+/// Durations accept `30s`, `500ms`, `2m`, or a bare number of seconds (as the original did).
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    if let Ok(secs) = raw.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(raw)
+        .map_err(|_| format!("`{raw}` is not a duration (e.g. 30s, 500ms, 2m, or seconds)"))
+}
+
+fn parse_enum<T: serde::de::DeserializeOwned>(raw: &str, allowed: &str) -> Result<T, String> {
+    T::deserialize(
+        serde::de::value::StrDeserializer::<serde::de::value::Error>::new(
+            raw.trim().to_ascii_lowercase().as_str(),
+        ),
+    )
+    .map_err(|_| format!("unknown value `{raw}`, allowed: {allowed}"))
+}
+
+macro_rules! env_var {
+    ($name:literal, $key:literal, $help:literal, |$s:ident, $v:ident| $body:expr) => {
+        EnvVar {
+            name: $name,
+            key: $key,
+            help: $help,
+            apply: |$s: &mut Settings, $v: &str| {
+                $body;
+                Ok(())
+            },
+        }
+    };
+}
+
+/// Every environment variable, in README order.
+pub const ENV_VARS: &[EnvVar] = &[
+    env_var!(
+        "ABRIDGE_LISTEN",
+        "server.listen",
+        "address to listen on (127.0.0.1:8080)",
+        |s, v| {
+            s.server.listen = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{v}` is not a socket address like 127.0.0.1:8080"))?
+        }
+    ),
+    env_var!(
+        "ABRIDGE_DATABASE",
+        "database.url",
+        "database URL (sqlite://./abridge.db)",
+        |s, v| { s.database.url = v.to_string() }
+    ),
+    env_var!(
+        "ABRIDGE_MAX_BODY_BYTES",
+        "server.max_body_bytes",
+        "largest request body in bytes (33554432 = 32 MiB)",
+        |s, v| { s.server.max_body_bytes = parse_num(v)? }
+    ),
+    env_var!(
+        "ABRIDGE_SHUTDOWN_TIMEOUT",
+        "server.shutdown_timeout",
+        "graceful-shutdown drain limit (30s)",
+        |s, v| { s.server.shutdown_timeout = parse_duration(v)? }
+    ),
+    env_var!(
+        "ABRIDGE_PROVIDERS",
+        "server.providers_file",
+        "providers file, TOML or the original's provider.json (unset)",
+        |s, v| { s.server.providers_file = Some(PathBuf::from(v)) }
+    ),
+    env_var!(
+        "ABRIDGE_LOG",
+        "server.log",
+        "log filter in RUST_LOG syntax (info)",
+        |s, v| { s.server.log = v.to_string() }
+    ),
+    env_var!(
+        "JWT_SECRET_KEY",
+        "secrets.jwt_secret_key",
+        "admin token signing key (ephemeral when unset)",
+        |s, v| { s.secrets.jwt_secret_key = Some(Secret::new(v)) }
+    ),
+    env_var!(
+        "ENCRYPTION_KEY",
+        "secrets.encryption_key",
+        "32-byte base64 key sealing provider secrets (ephemeral when unset)",
+        |s, v| { s.secrets.encryption_key = Some(Secret::new(v)) }
+    ),
+    env_var!(
+        "JWT_TOKEN_EXPIRE_MINUTES",
+        "secrets.jwt_token_expire_minutes",
+        "admin token lifetime in minutes (1440)",
+        |s, v| { s.secrets.jwt_token_expire_minutes = parse_num(v)? }
+    ),
+    env_var!(
+        "ABRIDGE_ADMIN_EMAIL",
+        "admin.email",
+        "email of the first admin (admin@localhost)",
+        |s, v| { s.admin.email = v.to_string() }
+    ),
+    env_var!(
+        "ADMIN_PASSWORD",
+        "admin.password",
+        "password of the first admin, ≥ 12 chars (generated when unset)",
+        |s, v| { s.admin.password = Some(Secret::new(v)) }
+    ),
+    env_var!(
+        "DB_POOL_SIZE",
+        "database.pool_size",
+        "SQLite reader connections (10)",
+        |s, v| { s.database.pool_size = parse_num(v)? }
+    ),
+    env_var!(
+        "DB_POOL_TIMEOUT",
+        "database.pool_timeout",
+        "wait for a free reader before failing (30s)",
+        |s, v| { s.database.pool_timeout = parse_duration(v)? }
+    ),
+    env_var!(
+        "HTTP_MAX_KEEPALIVE_CONNECTIONS",
+        "http.max_keepalive_connections",
+        "idle upstream connections kept per host (50)",
+        |s, v| { s.http.max_keepalive_connections = parse_num(v)? }
+    ),
+    env_var!(
+        "HTTP_MAX_CONNECTIONS",
+        "http.max_connections",
+        "upstream connections open at once (200)",
+        |s, v| { s.http.max_connections = parse_num(v)? }
+    ),
+    env_var!(
+        "HTTP_KEEPALIVE_EXPIRY",
+        "http.keepalive_expiry",
+        "idle upstream connection lifetime (60s)",
+        |s, v| { s.http.keepalive_expiry = parse_duration(v)? }
+    ),
+    env_var!(
+        "ABRIDGE_STRATEGY",
+        "routing.strategy",
+        "candidate order: priority, random, weighted (priority)",
+        |s, v| { s.routing.strategy = parse_enum(v, "priority, random, weighted")? }
+    ),
+    env_var!(
+        "ABRIDGE_BREAKER_THRESHOLD",
+        "routing.failure_threshold",
+        "consecutive failures that open a breaker (5)",
+        |s, v| { s.routing.failure_threshold = parse_num(v)? }
+    ),
+    env_var!(
+        "ABRIDGE_BREAKER_RECOVERY",
+        "routing.recovery_timeout",
+        "open-breaker wait before a probe (60s)",
+        |s, v| { s.routing.recovery_timeout = parse_duration(v)? }
+    ),
+    env_var!(
+        "ABRIDGE_BACKOFF",
+        "routing.backoff",
+        "first retry delay, doubled per attempt with jitter (200ms)",
+        |s, v| { s.routing.backoff = parse_duration(v)? }
+    ),
+    env_var!(
+        "ABRIDGE_STICKY",
+        "routing.sticky",
+        "keep a conversation on one provider while healthy (false)",
+        |s, v| { s.routing.sticky = parse_bool(v)? }
+    ),
+    env_var!(
+        "CACHE_TYPE",
+        "cache.cache_type",
+        "memory, redis or multi (memory)",
+        |s, v| { s.cache.cache_type = parse_enum(v, "memory, redis, multi")? }
+    ),
+    env_var!(
+        "CACHE_MULTI_LEVEL",
+        "cache.multi_level",
+        "memory in front of redis (false)",
+        |s, v| { s.cache.multi_level = parse_bool(v)? }
+    ),
+    env_var!(
+        "CACHE_MAX_SIZE",
+        "cache.max_size",
+        "entries in the memory cache (1000)",
+        |s, v| { s.cache.max_size = parse_num(v)? }
+    ),
+    env_var!(
+        "CACHE_DEFAULT_TTL",
+        "cache.default_ttl",
+        "cache entry lifetime (3600s)",
+        |s, v| { s.cache.default_ttl = parse_duration(v)? }
+    ),
+    env_var!(
+        "CACHE_REDIS_MAX_CONN",
+        "cache.redis_max_conn",
+        "redis connections (20)",
+        |s, v| { s.cache.redis_max_conn = parse_num(v)? }
+    ),
+    env_var!(
+        "REDIS_URL",
+        "cache.redis_url",
+        "redis URL for CACHE_TYPE=redis|multi (unset)",
+        |s, v| { s.cache.redis_url = Some(Secret::new(v)) }
+    ),
+    env_var!(
+        "ENABLE_TELEMETRY",
+        "telemetry.enabled",
+        "export traces over OTLP (false)",
+        |s, v| { s.telemetry.enabled = parse_bool(v)? }
+    ),
+    env_var!(
+        "OTLP_ENDPOINT",
+        "telemetry.otlp_endpoint",
+        "OTLP collector URL (unset)",
+        |s, v| { s.telemetry.otlp_endpoint = Some(v.to_string()) }
+    ),
+    env_var!(
+        "SERVICE_VERSION",
+        "telemetry.service_version",
+        "version reported in telemetry (crate version)",
+        |s, v| { s.telemetry.service_version = v.to_string() }
+    ),
+];
+
+/// Values given on the command line; they beat everything else.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub database: Option<String>,
+    pub listen: Option<SocketAddr>,
+    pub providers_file: Option<PathBuf>,
+}
+
+/// Default config file, read when present and no `--config` is given.
+pub const DEFAULT_CONFIG_FILE: &str = "abridge.toml";
+
+impl Settings {
+    /// Loads settings from the real process environment.
+    pub fn load(overrides: &Overrides) -> Result<Self, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        Self::load_from(overrides, &env)
+    }
+
+    /// Loads settings with an explicit environment (tests pass their own).
+    pub fn load_from(
+        overrides: &Overrides,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let mut settings = match &overrides.config_file {
+            Some(path) => Self::from_file(path)?,
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                Self::from_file(Path::new(DEFAULT_CONFIG_FILE))?
+            }
+            None => Self::default(),
+        };
+        for var in ENV_VARS {
+            if let Some(value) = env.get(var.name) {
+                (var.apply)(&mut settings, value)
+                    .map_err(|e| ConfigError(format!("{}: {e}", var.name)))?;
+            }
+        }
+        if let Some(db) = &overrides.database {
+            settings.database.url = db.clone();
+        }
+        if let Some(listen) = overrides.listen {
+            settings.server.listen = listen;
+        }
+        if let Some(path) = &overrides.providers_file {
+            settings.server.providers_file = Some(path.clone());
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+        Self::from_toml(&text)
+            .map_err(|e| ConfigError(format!("config file {}: {}", path.display(), e.0)))
+    }
+
+    /// Parses a config file's text; errors name the key path.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let de =
+            toml::Deserializer::parse(text).map_err(|e| ConfigError(e.message().to_string()))?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError(format!("key `{path}`: {}", inner.message()))
+        })
+    }
+
+    /// Checks values whose type alone does not make them valid.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, msg: &str| {
+            let var = ENV_VARS.iter().find(|v| v.key == key).map(|v| v.name);
+            let named = match var {
+                Some(var) => format!("{var} ({key})"),
+                None => key.to_string(),
+            };
+            Err(ConfigError(format!("{named}: {msg}")))
+        };
+        if self.database.pool_size == 0 {
+            return fail("database.pool_size", "must be at least 1, got 0");
+        }
+        if self.database.pool_timeout.is_zero() {
+            return fail("database.pool_timeout", "must be longer than 0s");
+        }
+        if self.http.max_connections == 0 {
+            return fail("http.max_connections", "must be at least 1, got 0");
+        }
+        if self.server.max_body_bytes < 1024 {
+            return fail("server.max_body_bytes", "must be at least 1024 bytes");
+        }
+        if self.routing.failure_threshold == 0 {
+            return fail("routing.failure_threshold", "must be at least 1, got 0");
+        }
+        if self.secrets.jwt_token_expire_minutes == 0 {
+            return fail("secrets.jwt_token_expire_minutes", "must be at least 1");
+        }
+        if matches!(self.cache.cache_type, CacheType::Redis | CacheType::Multi) {
+            return fail(
+                "cache.cache_type",
+                "redis and multi need the Redis cache, which this version does not have yet; allowed: memory",
+            );
+        }
+        if let Some(password) = &self.admin.password
+            && password.expose().chars().count() < crate::secrets::password::MIN_LEN
+        {
+            return fail(
+                "admin.password",
+                &format!(
+                    "must be at least {} characters",
+                    crate::secrets::password::MIN_LEN
+                ),
+            );
+        }
+        crate::store::DbUrl::parse(&self.database.url)
+            .map_err(|e| ConfigError(format!("ABRIDGE_DATABASE (database.url): {e}")))?;
+        Ok(())
+    }
+
+    /// The effective settings as TOML, every secret masked.
+    pub fn to_masked_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::load_from(&Overrides::default(), &env(pairs))
+    }
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.database.pool_size, 10);
+        assert_eq!(s.database.pool_timeout, Duration::from_secs(30));
+        assert_eq!(s.http.max_keepalive_connections, 50);
+        assert_eq!(s.http.max_connections, 200);
+        assert_eq!(s.http.keepalive_expiry, Duration::from_secs(60));
+        assert_eq!(s.cache.max_size, 1000);
+        assert_eq!(s.secrets.jwt_token_expire_minutes, 1440);
+        assert_eq!(s.server.max_body_bytes, 32 * 1024 * 1024);
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn env_beats_file_and_flags_beat_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("abridge.toml");
+        std::fs::write(
+            &file,
+            "[database]\npool_size = 3\nurl = \"sqlite://file.db\"\n[http]\nmax_connections = 7\n",
+        )
+        .unwrap();
+        let overrides = Overrides {
+            config_file: Some(file),
+            database: Some("sqlite://flag.db".into()),
+            ..Overrides::default()
+        };
+        let s = Settings::load_from(
+            &overrides,
+            &env(&[
+                ("DB_POOL_SIZE", "4"),
+                ("ABRIDGE_DATABASE", "sqlite://env.db"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.database.pool_size, 4, "env beats file");
+        assert_eq!(s.http.max_connections, 7, "file beats default");
+        assert_eq!(s.database.url, "sqlite://flag.db", "flag beats env");
+    }
+
+    #[test]
+    fn unknown_file_key_is_named_with_its_path() {
+        let err = Settings::from_toml("[http]\nmax_conections = 3\n").unwrap_err();
+        assert!(err.0.contains("http.max_conections"), "{}", err.0);
+    }
+
+    #[test]
+    fn invalid_env_values_name_the_variable_and_allowed_values() {
+        let err = load(&[("DB_POOL_SIZE", "0")]).unwrap_err();
+        assert!(err.0.contains("DB_POOL_SIZE"), "{}", err.0);
+        let err = load(&[("CACHE_TYPE", "disk")]).unwrap_err();
+        assert!(
+            err.0.contains("CACHE_TYPE") && err.0.contains("memory"),
+            "{}",
+            err.0
+        );
+        let err = load(&[("DB_POOL_TIMEOUT", "soon")]).unwrap_err();
+        assert!(err.0.contains("DB_POOL_TIMEOUT"), "{}", err.0);
+        let err = load(&[("HTTP_MAX_CONNECTIONS", "lots")]).unwrap_err();
+        assert!(err.0.contains("HTTP_MAX_CONNECTIONS"), "{}", err.0);
+        let err = load(&[("ADMIN_PASSWORD", "short")]).unwrap_err();
+        assert!(err.0.contains("ADMIN_PASSWORD"), "{}", err.0);
+    }
+
+    #[test]
+    fn durations_accept_bare_seconds_and_units() {
+        let s = load(&[
+            ("DB_POOL_TIMEOUT", "5"),
+            ("HTTP_KEEPALIVE_EXPIRY", "1500ms"),
+        ])
+        .unwrap();
+        assert_eq!(s.database.pool_timeout, Duration::from_secs(5));
+        assert_eq!(s.http.keepalive_expiry, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn printed_config_masks_secrets_and_parses_back() {
+        let s = load(&[
+            ("JWT_SECRET_KEY", "super-secret-jwt"),
+            ("ADMIN_PASSWORD", "a-long-enough-password"),
+        ])
+        .unwrap();
+        let text = s.to_masked_toml();
+        assert!(!text.contains("super-secret-jwt"));
+        assert!(!text.contains("a-long-enough-password"));
+        assert!(text.contains("*****"));
+        Settings::from_toml(&text).unwrap();
+    }
+
+    #[test]
+    fn every_env_var_maps_to_a_real_file_key() {
+        let printed: toml::Table = toml::from_str(&Settings::default().to_masked_toml()).unwrap();
+        for var in ENV_VARS {
+            let (section, key) = var.key.split_once('.').unwrap();
+            let table = printed[section].as_table().unwrap();
+            let optional = matches!(
+                var.key,
+                "server.providers_file"
+                    | "secrets.jwt_secret_key"
+                    | "secrets.encryption_key"
+                    | "admin.password"
+                    | "cache.redis_url"
+                    | "telemetry.otlp_endpoint"
+            );
+            assert!(
+                optional || table.contains_key(key),
+                "{} has no key",
+                var.key
+            );
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The crate's request-path error and its two renderings: Anthropic's error
+//! envelope on `/v1/*` and `{"error":{...}}` on `/api/*` and the probes.
+//!
+//! `into_response` has no side effects; the internal cause of a 500 travels
+//! in a response extension and `server` logs it. Every error response says
+//! who produced it in `x-abridge-error-source` (`gateway` or `upstream`), as
+//! linkerd's `l5d-proxy-error` does. Start-up and the CLI use `anyhow`.
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error on the request path, in Anthropic's vocabulary.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    Authentication(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    RequestTooLarge(String),
+    #[error("{0}")]
+    RateLimited(String),
+    /// No provider could take the request (all failed or all breakers open).
+    #[error("{0}")]
+    Overloaded(String),
+    /// The upstream answered, but not with something we can pass on.
+    #[error("{message}")]
+    BadUpstream { status: StatusCode, message: String },
+    /// Bug or infrastructure failure; the client sees a generic message.
+    #[error("internal error: {0:#}")]
+    Internal(anyhow::Error),
+}
+
+/// The internal cause of a 500, for the logging middleware.
+#[derive(Debug, Clone)]
+pub struct InternalCause(pub String);
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Authentication(_) => StatusCode::UNAUTHORIZED,
+            Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::Overloaded(_) => {
+                StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+            }
+            Error::BadUpstream { status, .. } => *status,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Anthropic's `error.type` for this error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::InvalidRequest(_) => "invalid_request_error",
+            Error::Authentication(_) => "authentication_error",
+            Error::PermissionDenied(_) => "permission_error",
+            Error::NotFound(_) => "not_found_error",
+            Error::RequestTooLarge(_) => "request_too_large",
+            Error::RateLimited(_) => "rate_limit_error",
+            Error::Overloaded(_) => "overloaded_error",
+            Error::BadUpstream { status, .. } if status.as_u16() == 504 => "timeout_error",
+            Error::BadUpstream { .. } | Error::Internal(_) => "api_error",
+        }
+    }
+
+    fn source_label(&self) -> &'static str {
+        match self {
+            Error::BadUpstream { .. } | Error::Overloaded(_) => "upstream",
+            _ => "gateway",
+        }
+    }
+
+    fn public_message(&self) -> String {
+        match self {
+            Error::Internal(_) => "internal server error".to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The JSON body Anthropic would send, also used for SSE `error` events.
+    pub fn anthropic_body(&self) -> serde_json::Value {
+        json!({"type": "error", "error": {"type": self.kind(), "message": self.public_message()}})
+    }
+
+    fn finish(self, body: serde_json::Value) -> Response {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-abridge-error-source",
+            HeaderValue::from_static(self.source_label()),
+        );
+        if matches!(self, Error::Authentication(_)) {
+            headers.insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        }
+        let mut response = (self.status(), headers, axum::Json(body)).into_response();
+        if let Error::Internal(cause) = &self {
+            response
+                .extensions_mut()
+                .insert(InternalCause(format!("{cause:#}")));
+        }
+        response
+    }
+
+    /// Renders as `{"error":{"type","message"}}` for `/api/*` and probes.
+    pub fn into_api_response(self) -> Response {
+        let body = json!({"error": {"type": self.kind(), "message": self.public_message()}});
+        self.finish(body)
+    }
+}
+
+impl IntoResponse for Error {
+    /// The `/v1` rendering: Anthropic's envelope.
+    fn into_response(self) -> Response {
+        let body = self.anthropic_body();
+        self.finish(body)
+    }
+}
+
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Self {
+        Error::Internal(e.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_statuses_follow_anthropic() {
+        let cases = [
+            (
+                Error::InvalidRequest("x".into()),
+                400,
+                "invalid_request_error",
+            ),
+            (
+                Error::Authentication("x".into()),
+                401,
+                "authentication_error",
+            ),
+            (Error::NotFound("x".into()), 404, "not_found_error"),
+            (Error::RequestTooLarge("x".into()), 413, "request_too_large"),
+            (Error::RateLimited("x".into()), 429, "rate_limit_error"),
+            (Error::Overloaded("x".into()), 529, "overloaded_error"),
+            (
+                Error::Internal(anyhow::anyhow!("secret detail")),
+                500,
+                "api_error",
+            ),
+        ];
+        for (err, status, kind) in cases {
+            assert_eq!(err.status().as_u16(), status);
+            assert_eq!(err.kind(), kind);
+        }
+    }
+
+    #[test]
+    fn internal_details_stay_internal() {
+        let err = Error::Internal(anyhow::anyhow!("secret detail"));
+        let body = err.anthropic_body();
+        assert_eq!(body["type"], "error");
+        assert!(!body.to_string().contains("secret detail"));
+        let response = err.into_response();
+        let cause = response.extensions().get::<InternalCause>().unwrap();
+        assert!(cause.0.contains("secret detail"));
+    }
+}

@@ -1,0 +1,119 @@
+//! Start-up steps shared by `serve`, `init-db` and the CLI's store commands:
+//! open and migrate the store, make sure an admin exists, build `AppState`.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::auth::KeyCache;
+use super::{App, AppState};
+use crate::config::Settings;
+use crate::secrets::{Secrets, password};
+use crate::store::{AuditEntry, DbUrl, LogWriter, MigrationReport, Role, Store};
+use crate::upstream::{HttpClient, Router};
+
+/// Opens the configured database and brings its schema up to date.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<(Store, MigrationReport)> {
+    let url = DbUrl::parse(&settings.database.url).map_err(crate::config::ConfigError)?;
+    let store = Store::open(
+        &url,
+        settings.database.pool_size,
+        settings.database.pool_timeout,
+    )
+    .await
+    .with_context(|| format!("cannot open database {}", settings.database.url))?;
+    let report = store
+        .migrate()
+        .await
+        .with_context(|| format!("cannot migrate database {}", settings.database.url))?;
+    Ok((store, report))
+}
+
+/// Creates the first admin when none exists: with `ADMIN_PASSWORD`, or with a
+/// generated password printed once. There is no default password.
+pub async fn ensure_admin(store: &Store, settings: &Settings) -> anyhow::Result<()> {
+    if store.count_active_admins().await? > 0 {
+        return Ok(());
+    }
+    let (password, generated) = match &settings.admin.password {
+        Some(p) => (p.expose().to_string(), false),
+        None => (password::generate(), true),
+    };
+    let hash = password::hash(password.clone()).await?;
+    let user = store
+        .create_user(&settings.admin.email, &hash, Role::Admin)
+        .await
+        .context("cannot create the first admin")?;
+    store
+        .audit(
+            AuditEntry::new("bootstrap", "user.create")
+                .target(&user.email)
+                .detail("role=admin"),
+        )
+        .await?;
+    if generated {
+        eprintln!(
+            "\n=====================================================================\n\
+             created the first admin user\n    email:    {}\n    password: {}\n\
+             this password is shown once; store it now (or set ADMIN_PASSWORD)\n\
+             =====================================================================\n",
+            user.email, password
+        );
+    } else {
+        eprintln!(
+            "created the first admin user {} with ADMIN_PASSWORD",
+            user.email
+        );
+    }
+    Ok(())
+}
+
+/// Everything `serve` needs, built from settings.
+pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
+    let secrets = Secrets::load(&settings.secrets)?;
+    for warning in secrets.warnings() {
+        tracing::warn!("{warning}");
+        eprintln!("WARNING: {warning}");
+    }
+    let (store, report) = open_store(&settings).await?;
+    if report.changed() {
+        tracing::info!(from = report.from, to = report.to, "database migrated");
+    }
+    ensure_admin(&store, &settings).await?;
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    let http = HttpClient::new(&settings.http).context("cannot build the HTTP client")?;
+    let router = Router::new(&settings.routing);
+    crate::upstream::sources::load_all(
+        &router,
+        &store,
+        &secrets.sealer,
+        settings.server.providers_file.as_deref(),
+    )
+    .await?;
+    if let Some(path) = settings.server.providers_file.clone() {
+        crate::upstream::sources::watch(
+            router.clone(),
+            store.clone(),
+            secrets.sealer.clone(),
+            path,
+            &tracker,
+            shutdown.clone(),
+        );
+    }
+    let logs = LogWriter::spawn(store.clone(), &tracker, shutdown.clone());
+    let keys = KeyCache::new(store.clone(), &tracker, shutdown.clone());
+    Ok(AppState(Arc::new(App {
+        settings,
+        store,
+        secrets,
+        keys,
+        http,
+        router,
+        logs,
+        tracker,
+        shutdown,
+    })))
+}

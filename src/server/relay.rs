@@ -1,0 +1,342 @@
+//! Relaying upstream answers to the client: passthrough of Anthropic-format
+//! answers (bytes unchanged; usage read on the side) and conversion of
+//! OpenAI-format streams into Anthropic SSE, with `ping` keep-alives while
+//! the upstream is silent. [`LogGuard`] writes the request's log record when
+//! the answer is finished, failed, or dropped because the client went away.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use futures_util::stream::BoxStream;
+
+use crate::protocol::anthropic::Usage;
+use crate::protocol::stream::{Event, StreamContext, StreamConverter};
+use crate::store::{LogRecord, LogWriter};
+use crate::upstream::dispatch::{self, Dispatched};
+use crate::upstream::sse::SseParser;
+
+/// How long a converted stream may stay silent before a `ping` is sent.
+pub const PING_EVERY: Duration = Duration::from_secs(10);
+
+/// Response headers that belong to one connection and are never forwarded.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+];
+
+/// Writes the request's log record exactly once, when dropped.
+pub struct LogGuard {
+    logs: Option<LogWriter>,
+    record: LogRecord,
+    started: Instant,
+    done: bool,
+}
+
+impl LogGuard {
+    pub fn new(logs: LogWriter, record: LogRecord, started: Instant) -> Self {
+        Self {
+            logs: Some(logs),
+            record,
+            started,
+            done: false,
+        }
+    }
+
+    /// A guard that records nothing (e.g. forwarded `count_tokens`).
+    pub fn disabled() -> Self {
+        Self {
+            logs: None,
+            record: LogRecord::default(),
+            started: Instant::now(),
+            done: true,
+        }
+    }
+
+    pub fn usage(&mut self, usage: &Usage) {
+        let r = &mut self.record;
+        r.input_tokens = r.input_tokens.max(usage.input_tokens);
+        r.output_tokens = r.output_tokens.max(usage.output_tokens);
+        r.cache_read_tokens = r
+            .cache_read_tokens
+            .max(usage.cache_read_input_tokens.unwrap_or(0));
+        r.cache_creation_tokens = r
+            .cache_creation_tokens
+            .max(usage.cache_creation_input_tokens.unwrap_or(0));
+    }
+
+    /// Usage from an Anthropic JSON `usage` object (passthrough).
+    fn usage_json(&mut self, usage: &serde_json::Value) {
+        let get = |k: &str| {
+            usage
+                .get(k)
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
+        let r = &mut self.record;
+        r.input_tokens = r.input_tokens.max(get("input_tokens"));
+        r.output_tokens = r.output_tokens.max(get("output_tokens"));
+        r.cache_read_tokens = r.cache_read_tokens.max(get("cache_read_input_tokens"));
+        r.cache_creation_tokens = r
+            .cache_creation_tokens
+            .max(get("cache_creation_input_tokens"));
+    }
+
+    pub fn complete(&mut self) {
+        self.done = true;
+    }
+
+    pub fn fail(&mut self, status: u16, kind: &'static str) {
+        self.record.status = status;
+        self.record.error_kind = Some(kind.into());
+        self.done = true;
+    }
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        let Some(logs) = self.logs.take() else { return };
+        let mut record = std::mem::take(&mut self.record);
+        record.latency_ms = self.started.elapsed().as_millis() as u64;
+        if !self.done && record.error_kind.is_none() {
+            record.error_kind = Some("client_closed".into());
+        }
+        logs.record(record);
+    }
+}
+
+fn sse_response(stream: BoxStream<'static, Result<Bytes, std::convert::Infallible>>) -> Response {
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+fn event_bytes(event: &Event) -> Bytes {
+    Bytes::from(event.to_sse())
+}
+
+/// Passes an Anthropic-format answer through unchanged.
+pub fn passthrough(answer: Dispatched, mut guard: LogGuard) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let ok = status.is_success();
+    let body = match answer.body {
+        dispatch::Body::Full(bytes) => {
+            if ok {
+                if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes)
+                    && let Some(usage) = value.get("usage")
+                {
+                    guard.usage_json(usage);
+                }
+                guard.complete();
+            } else {
+                guard.fail(answer.status, "upstream_error");
+            }
+            drop(guard);
+            Body::from(bytes)
+        }
+        stream @ dispatch::Body::Stream { .. } => {
+            Body::from_stream(observe(stream.into_stream(), guard))
+        }
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    for (name, value) in &answer.headers {
+        if !HOP_BY_HOP.contains(&name.as_str()) {
+            response.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    response
+}
+
+/// Relays a passthrough stream byte for byte, reading usage on the side.
+fn observe(
+    inner: BoxStream<'static, Result<Bytes, reqwest::Error>>,
+    guard: LogGuard,
+) -> BoxStream<'static, Result<Bytes, std::convert::Infallible>> {
+    struct State {
+        inner: BoxStream<'static, Result<Bytes, reqwest::Error>>,
+        parser: SseParser,
+        guard: LogGuard,
+        finished: bool,
+    }
+    let state = State {
+        inner,
+        parser: SseParser::default(),
+        guard,
+        finished: false,
+    };
+    futures_util::stream::unfold(state, |mut s| async move {
+        if s.finished {
+            return None;
+        }
+        match s.inner.next().await {
+            Some(Ok(bytes)) => {
+                for frame in s.parser.push(&bytes).unwrap_or_default() {
+                    note_anthropic_event(&mut s.guard, &frame.data);
+                }
+                Some((Ok(bytes), s))
+            }
+            Some(Err(e)) => {
+                s.finished = true;
+                s.guard.fail(200, "stream_interrupted");
+                let event = StreamConverter::error_event(
+                    "api_error",
+                    &format!("the provider's stream broke off: {e}"),
+                );
+                Some((Ok(event_bytes(&event)), s))
+            }
+            None => {
+                s.finished = true;
+                s.guard.complete();
+                None
+            }
+        }
+    })
+    .boxed()
+}
+
+fn note_anthropic_event(guard: &mut LogGuard, data: &str) {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(data) else {
+        return;
+    };
+    match value.get("type").and_then(|t| t.as_str()) {
+        Some("message_start") => {
+            if let Some(usage) = value.pointer("/message/usage") {
+                guard.usage_json(usage);
+            }
+        }
+        Some("message_delta") => {
+            if let Some(usage) = value.get("usage") {
+                guard.usage_json(usage);
+            }
+        }
+        Some("error") => guard.fail(200, "upstream_stream_error"),
+        _ => {}
+    }
+}
+
+/// Converts an OpenAI-format stream into Anthropic SSE.
+pub fn converted(
+    body: dispatch::Body,
+    guard: LogGuard,
+    alias: String,
+    stop_sequences: Vec<String>,
+    idle: Duration,
+) -> Response {
+    struct State {
+        inner: BoxStream<'static, Result<Bytes, reqwest::Error>>,
+        parser: SseParser,
+        converter: StreamConverter,
+        guard: LogGuard,
+        queue: VecDeque<Bytes>,
+        silent: Duration,
+        idle: Duration,
+        finished: bool,
+    }
+
+    impl State {
+        fn abort(&mut self, kind: &'static str, message: &str) {
+            self.queue
+                .push_back(event_bytes(&StreamConverter::error_event(
+                    "api_error",
+                    message,
+                )));
+            self.guard.fail(200, kind);
+            self.finished = true;
+        }
+
+        fn frames(&mut self, frames: Vec<crate::upstream::sse::SseFrame>) {
+            for frame in frames {
+                match self.converter.push(&frame.data) {
+                    Ok(events) => self.queue.extend(events.iter().map(event_bytes)),
+                    Err(e) => {
+                        self.abort(
+                            "invalid_response",
+                            &format!("invalid stream from provider: {e}"),
+                        );
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    let ctx = StreamContext {
+        model: alias,
+        stop_sequences,
+        ..StreamContext::default()
+    };
+    let state = State {
+        inner: body.into_stream(),
+        parser: SseParser::default(),
+        converter: StreamConverter::new(ctx),
+        guard,
+        queue: VecDeque::new(),
+        silent: Duration::ZERO,
+        idle,
+        finished: false,
+    };
+    let stream = futures_util::stream::unfold(state, |mut s| async move {
+        loop {
+            if let Some(bytes) = s.queue.pop_front() {
+                return Some((Ok(bytes), s));
+            }
+            if s.finished {
+                return None;
+            }
+            match tokio::time::timeout(PING_EVERY, s.inner.next()).await {
+                Err(_) => {
+                    s.silent += PING_EVERY;
+                    if s.silent >= s.idle {
+                        s.abort("timeout", "the provider stopped sending");
+                    } else {
+                        s.queue.push_back(event_bytes(&Event::ping()));
+                    }
+                }
+                Ok(Some(Ok(bytes))) => {
+                    s.silent = Duration::ZERO;
+                    match s.parser.push(&bytes) {
+                        Ok(frames) => s.frames(frames),
+                        Err(e) => s.abort(
+                            "invalid_response",
+                            &format!("invalid stream from provider: {e}"),
+                        ),
+                    }
+                }
+                Ok(Some(Err(e))) => s.abort(
+                    "stream_interrupted",
+                    &format!("the provider's stream broke off: {e}"),
+                ),
+                Ok(None) => {
+                    let rest = s.parser.finish();
+                    s.frames(rest);
+                    if !s.finished {
+                        let events = s.converter.finish();
+                        s.queue.extend(events.iter().map(event_bytes));
+                        s.guard.usage(&s.converter.usage());
+                        s.guard.complete();
+                        s.finished = true;
+                    }
+                }
+            }
+        }
+    });
+    sse_response(stream.boxed())
+}

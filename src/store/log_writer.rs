@@ -1,0 +1,146 @@
+//! The batching request-log writer.
+//!
+//! The request path hands a [`LogRecord`] to [`LogWriter::record`], which
+//! never waits: when the bounded queue is full the record is counted as
+//! dropped. A background task (on the server's `TaskTracker`) writes batches of
+//! up to [`BATCH`] rows, or whatever arrived within [`FLUSH_EVERY`], in one
+//! transaction. On shutdown it drains the queue and flushes before it ends,
+//! so a graceful stop loses no record.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{LogRecord, Store};
+
+/// Rows per transaction at most.
+pub const BATCH: usize = 512;
+/// Longest a record waits in memory before it is written.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// Records queued at most; beyond it they are dropped and counted.
+pub const QUEUE: usize = 65_536;
+
+/// Cheap-to-clone sending side of the log queue.
+#[derive(Clone, Debug)]
+pub struct LogWriter {
+    tx: mpsc::Sender<LogRecord>,
+    stats: Arc<LogStats>,
+}
+
+/// Counters exposed on `/ready` and in metrics.
+#[derive(Debug, Default)]
+pub struct LogStats {
+    pub written: AtomicU64,
+    pub dropped: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+impl LogWriter {
+    /// Starts the writer task on `tracker`; it stops after `shutdown` fires
+    /// and the queue is empty.
+    pub fn spawn(store: Store, tracker: &TaskTracker, shutdown: CancellationToken) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let stats = Arc::new(LogStats::default());
+        tracker.spawn(run(store, rx, shutdown, stats.clone()));
+        Self { tx, stats }
+    }
+
+    /// Queues a record without waiting.
+    pub fn record(&self, record: LogRecord) {
+        if self.tx.try_send(record).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn stats(&self) -> &LogStats {
+        &self.stats
+    }
+}
+
+async fn run(
+    store: Store,
+    mut rx: mpsc::Receiver<LogRecord>,
+    shutdown: CancellationToken,
+    stats: Arc<LogStats>,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        tokio::select! {
+            biased;
+            received = rx.recv_many(&mut batch, BATCH) => {
+                if received == 0 {
+                    break;
+                }
+                // Give stragglers a moment to join a partial batch.
+                if batch.len() < BATCH {
+                    let deadline = tokio::time::sleep(FLUSH_EVERY);
+                    tokio::pin!(deadline);
+                    while batch.len() < BATCH {
+                        let room = BATCH - batch.len();
+                        tokio::select! {
+                            _ = &mut deadline => break,
+                            _ = shutdown.cancelled() => break,
+                            n = rx.recv_many(&mut batch, room) => if n == 0 { break },
+                        }
+                    }
+                }
+                flush(&store, &mut batch, &stats).await;
+            }
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    // Shutdown: take everything still queued, then write it.
+    rx.close();
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        flush(&store, &mut batch, &stats).await;
+    }
+    flush(&store, &mut batch, &stats).await;
+}
+
+async fn flush(store: &Store, batch: &mut Vec<LogRecord>, stats: &LogStats) {
+    if batch.is_empty() {
+        return;
+    }
+    let rows = std::mem::replace(batch, Vec::with_capacity(BATCH));
+    let n = rows.len() as u64;
+    match store.insert_logs(rows).await {
+        Ok(()) => {
+            stats.written.fetch_add(n, Ordering::Relaxed);
+        }
+        Err(e) => {
+            stats.failed.fetch_add(n, Ordering::Relaxed);
+            tracing::error!(error = %e, rows = n, "could not write request logs");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing;
+
+    #[tokio::test]
+    async fn every_record_is_written_by_shutdown() {
+        let (store, _dir) = testing::store().await;
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let writer = LogWriter::spawn(store.clone(), &tracker, shutdown.clone());
+        for i in 0..1500 {
+            writer.record(LogRecord {
+                alias: format!("m{i}"),
+                status: 200,
+                ..LogRecord::default()
+            });
+        }
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+        assert_eq!(store.count_logs().await.unwrap(), 1500);
+        assert_eq!(writer.stats().written.load(Ordering::Relaxed), 1500);
+        assert_eq!(writer.stats().dropped.load(Ordering::Relaxed), 0);
+    }
+}

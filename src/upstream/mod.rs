@@ -1,0 +1,17 @@
+//! Upstream providers: the shared HTTP client, the provider model, routing,
+//! breakers, key rotation, retries and the failover loop. Never converts
+//! formats (that is `protocol`).
+
+pub mod breaker;
+pub mod client;
+pub mod dispatch;
+pub mod keys;
+pub mod probe;
+pub mod provider;
+pub mod retry;
+pub mod router;
+pub mod sources;
+pub mod sse;
+
+pub use client::{HttpClient, HttpSettings};
+pub use router::Router;
