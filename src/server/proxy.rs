@@ -34,7 +34,7 @@ pub fn router(body_limit: usize) -> axum::Router<AppState> {
         .route("/v1/messages", post(messages))
         .route("/v1/messages/count_tokens", post(count_tokens))
         .route("/v1/models", get(list_models))
-        .route("/v1/models/{id}", get(get_model))
+        .route("/v1/models/{*id}", get(get_model))
         .layer(DefaultBodyLimit::max(body_limit))
 }
 
@@ -199,31 +199,33 @@ async fn messages(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Response {
-    let started = Instant::now();
-    let mut record = LogRecord {
-        created_at: crate::store::now_ms(),
-        api_key_id: Some(key.id),
-        ..LogRecord::default()
-    };
+    // Created first so that every request, even one the client abandons, is logged.
+    let mut guard = LogGuard::new(
+        state.logs.clone(),
+        LogRecord {
+            created_at: crate::store::now_ms(),
+            api_key_id: Some(key.id),
+            ..LogRecord::default()
+        },
+        Instant::now(),
+    );
     let request = match protocol::parse_messages_request(&body) {
         Ok(r) => r,
         Err(e) => {
-            return finish_error(
-                &state,
-                record,
-                started,
+            return fail(
+                guard,
                 Error::InvalidRequest(e.to_string()),
                 "invalid_request",
             );
         }
     };
-    record.alias = request.model.clone();
     let stream = request.stream.unwrap_or(false);
-    record.stream = stream;
+    guard.record_mut().alias = request.model.clone();
+    guard.record_mut().stream = stream;
     let conversation = conversation_key(&state, &request);
     let candidates = match state.router.candidates(&request.model, conversation) {
         Ok(c) => c,
-        Err(e) => return finish_error(&state, record, started, route_error(e), "no_route"),
+        Err(e) => return fail(guard, route_error(e), "no_route"),
     };
     let raw = raw_object(&body);
     let mode = if stream {
@@ -255,17 +257,17 @@ async fn messages(
         Ok(a) => a,
         Err(e) => {
             let kind = e.kind();
-            return finish_error(&state, record, started, dispatch_error(&e), kind);
+            return fail(guard, dispatch_error(&e), kind);
         }
     };
     state
         .router
         .remember(conversation, &answer.candidate.upstream.spec.name);
+    let record = guard.record_mut();
     record.provider = Some(answer.candidate.upstream.spec.name.clone());
     record.upstream_model = Some(answer.candidate.model.clone());
     record.ttfb_ms = Some(answer.ttfb.as_millis() as u64);
     record.status = answer.status;
-    let guard = LogGuard::new(state.logs.clone(), record, started);
     match answer.candidate.upstream.spec.api_format {
         ApiFormat::Anthropic => relay::passthrough(answer, guard),
         ApiFormat::Openai => convert_answer(answer, guard, &request),
@@ -340,17 +342,8 @@ fn upstream_error(status: u16, body: &dispatch::Body) -> Error {
     }
 }
 
-fn finish_error(
-    state: &AppState,
-    mut record: LogRecord,
-    started: Instant,
-    error: Error,
-    kind: &'static str,
-) -> Response {
-    record.status = error.status().as_u16();
-    record.latency_ms = started.elapsed().as_millis() as u64;
-    record.error_kind = Some(kind.into());
-    state.logs.record(record);
+fn fail(mut guard: LogGuard, error: Error, kind: &'static str) -> Response {
+    guard.fail(error.status().as_u16(), kind);
     error.into_response()
 }
 

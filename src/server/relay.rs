@@ -93,6 +93,11 @@ impl LogGuard {
             .max(get("cache_creation_input_tokens"));
     }
 
+    /// The record, for the handler to fill in as it learns more.
+    pub fn record_mut(&mut self) -> &mut LogRecord {
+        &mut self.record
+    }
+
     pub fn complete(&mut self) {
         self.done = true;
     }
@@ -109,7 +114,11 @@ impl Drop for LogGuard {
         let Some(logs) = self.logs.take() else { return };
         let mut record = std::mem::take(&mut self.record);
         record.latency_ms = self.started.elapsed().as_millis() as u64;
-        if !self.done && record.error_kind.is_none() {
+        if !self.done {
+            // 499: the client closed the connection first (nginx's convention).
+            if record.status == 0 {
+                record.status = 499;
+            }
             record.error_kind = Some("client_closed".into());
         }
         logs.record(record);
@@ -265,7 +274,15 @@ pub fn converted(
         fn frames(&mut self, frames: Vec<crate::upstream::sse::SseFrame>) {
             for frame in frames {
                 match self.converter.push(&frame.data) {
-                    Ok(events) => self.queue.extend(events.iter().map(event_bytes)),
+                    Ok(events) => {
+                        for event in &events {
+                            self.queue.push_back(event_bytes(event));
+                            // Anthropic sends a ping right after message_start; clients expect it.
+                            if event.name == "message_start" {
+                                self.queue.push_back(event_bytes(&Event::ping()));
+                            }
+                        }
+                    }
                     Err(e) => {
                         self.abort(
                             "invalid_response",

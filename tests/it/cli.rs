@@ -1,0 +1,293 @@
+//! The binary itself: exit codes, messages, files it writes, and a real
+//! `serve` stopped by SIGTERM.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::harness::{MockUpstream, Reply, hello, openai_text, providers_toml};
+
+fn abridge(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_abridge"));
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "ABRIDGE_DATABASE",
+            format!("sqlite://{}", dir.join("a.db").display()),
+        )
+        .env("ADMIN_PASSWORD", "cli-test-password-123")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().unwrap();
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+#[test]
+fn gen_keys_prints_two_lines_and_writes_0600_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = run(abridge(dir.path()).arg("gen-keys"));
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().filter(|l| l.contains('=')).count(), 2);
+    assert!(out.starts_with("JWT_SECRET_KEY=") && out.contains("\nENCRYPTION_KEY="));
+
+    let file = dir.path().join("keys.env");
+    assert_eq!(
+        run(abridge(dir.path()).args(["gen-keys", "--out"]).arg(&file)).0,
+        0
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (code, _, err) = run(abridge(dir.path()).args(["gen-keys", "--out"]).arg(&file));
+    assert_eq!(code, 2, "refuses to overwrite");
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(
+        run(abridge(dir.path())
+            .args(["gen-keys", "--force", "--out"])
+            .arg(&file))
+        .0,
+        0
+    );
+}
+
+#[test]
+fn init_db_twice_is_harmless_and_uses_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(abridge(dir.path()).arg("init-db"));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("migrated") && out.contains("journal mode: wal"),
+        "{out}"
+    );
+    let (code, out, _) = run(abridge(dir.path()).arg("init-db"));
+    assert_eq!(code, 0);
+    assert!(out.contains("up to date"), "{out}");
+    let header = std::fs::read(dir.path().join("a.db")).unwrap();
+    assert_eq!(
+        (header[18], header[19]),
+        (2, 2),
+        "WAL mode is recorded in the file header"
+    );
+}
+
+#[test]
+fn bad_configuration_exits_2_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value) in [
+        ("ENCRYPTION_KEY", "garbage"),
+        ("DB_POOL_SIZE", "0"),
+        ("CACHE_TYPE", "disk"),
+        ("DB_POOL_TIMEOUT", "soon"),
+        ("ADMIN_PASSWORD", "short"),
+    ] {
+        let (code, _, err) = run(abridge(dir.path()).env(var, value).arg("serve"));
+        assert_eq!(code, 2, "{var}={value}: {err}");
+        assert!(err.contains(var), "{var}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(!err.contains("panicked"));
+    }
+    std::fs::write(
+        dir.path().join("abridge.toml"),
+        "[server]\nlisten_addr = \"x\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(abridge(dir.path()).arg("serve"));
+    assert_eq!(code, 2);
+    assert!(err.contains("server.listen_addr"), "{err}");
+}
+
+#[test]
+fn print_config_masks_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = run(abridge(dir.path())
+        .env("JWT_SECRET_KEY", "a-very-secret-jwt-key-of-enough-length")
+        .args(["serve", "--print-config"]));
+    assert_eq!(code, 0);
+    assert!(
+        !out.contains("a-very-secret") && !out.contains("cli-test-password"),
+        "{out}"
+    );
+    assert!(out.contains("jwt_secret_key = \"*****\""), "{out}");
+}
+
+#[test]
+fn create_admin_enforces_length_and_hashes_with_argon2id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut short = abridge(dir.path())
+        .args([
+            "create-admin",
+            "--email",
+            "ops@example.com",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    short
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"elevenchars\n")
+        .unwrap();
+    let out = short.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("12"));
+
+    let mut ok = abridge(dir.path())
+        .args([
+            "create-admin",
+            "--email",
+            "ops@example.com",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    ok.stdin
+        .take()
+        .unwrap()
+        .write_all(b"twelve chars\n")
+        .unwrap();
+    let out = ok.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let url = abridge::store::DbUrl::parse(&format!(
+            "sqlite://{}",
+            dir.path().join("a.db").display()
+        ))
+        .unwrap();
+        let store = abridge::store::Store::open(&url, 1, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let user = store
+            .find_user_by_email("ops@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(user.password_hash.starts_with("$argon2id$"));
+    });
+}
+
+#[test]
+fn keys_create_list_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) =
+        run(abridge(dir.path()).args(["keys", "create", "--name", "ci", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let key = created["key"].as_str().unwrap();
+    assert!(key.starts_with("sk-ab-"));
+    let (_, listed, _) = run(abridge(dir.path()).args(["keys", "list", "--json"]));
+    assert!(!listed.contains(key), "the key itself is never listed");
+    assert!(listed.contains(created["prefix"].as_str().unwrap()));
+    let (code, out, _) =
+        run(abridge(dir.path()).args(["keys", "revoke", created["prefix"].as_str().unwrap()]));
+    assert_eq!(code, 0);
+    assert!(out.contains("revoked"));
+    let (code, _, err) = run(abridge(dir.path()).args(["keys", "revoke", "nope"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("nope"));
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_flushes_every_log_record() {
+    let mock = MockUpstream::start(|_, _| Reply::Json(200, openai_text("hi"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("providers.toml"),
+        providers_toml(&[("p", "openai", &mock.url(), 1)]),
+    )
+    .unwrap();
+    let (_, out, _) = run(abridge(dir.path()).args(["keys", "create", "--name", "t", "--json"]));
+    let key = serde_json::from_str::<serde_json::Value>(&out).unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut child = abridge(dir.path())
+        .env("ABRIDGE_LISTEN", "127.0.0.1:0")
+        .env("ABRIDGE_PROVIDERS", "providers.toml")
+        .arg("serve")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel::<String>();
+    // Keep reading stderr until the process exits, so its writes never fail.
+    let log = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if let Some(addr) = line.strip_prefix("abridge listening on http://") {
+                let _ = addr_tx.send(addr.to_string());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let addr = tokio::task::spawn_blocking(move || {
+        addr_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server never said where it listens")
+    })
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    const N: usize = 40;
+    let mut sends = Vec::new();
+    for _ in 0..N {
+        let r = client
+            .post(format!("http://{addr}/v1/messages"))
+            .header("x-api-key", &key)
+            .json(&hello("sonnet"))
+            .send();
+        sends.push(r);
+    }
+    for r in futures_util::future::join_all(sends).await {
+        assert_eq!(r.unwrap().status(), 200);
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    let log = log.join().unwrap();
+    assert!(exit.success(), "{exit:?}: {log}");
+
+    let url =
+        abridge::store::DbUrl::parse(&format!("sqlite://{}", dir.path().join("a.db").display()))
+            .unwrap();
+    let store = abridge::store::Store::open(&url, 1, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(store.count_logs().await.unwrap(), N as u64);
+}

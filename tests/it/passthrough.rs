@@ -1,0 +1,161 @@
+//! Anthropic-native providers: requests and answers pass through unchanged.
+
+use serde_json::json;
+
+use crate::harness::{MockUpstream, Reply, TestApp, providers_toml};
+
+fn anthropic_answer() -> String {
+    r#"{"id":"msg_up","type":"message","role":"assistant","model":"a-mid","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":7,"output_tokens":2,"cache_read_input_tokens":5}}"#.to_string()
+}
+
+#[tokio::test]
+async fn body_goes_up_unchanged_except_model_and_answer_comes_back_unchanged() {
+    let mock = MockUpstream::start(|req, _| {
+        if req.path.ends_with("/count_tokens") {
+            Reply::Json(200, json!({"input_tokens": 1234}))
+        } else {
+            Reply::Raw(
+                200,
+                vec![
+                    ("content-type", "application/json".into()),
+                    ("request-id", "req_123".into()),
+                ],
+                anthropic_answer(),
+            )
+        }
+    })
+    .await;
+    let app = TestApp::spawn(&providers_toml(&[("a", "anthropic", &mock.url(), 1)])).await;
+    let request = json!({
+        "model": "claude-sonnet-4-5", "max_tokens": 100,
+        "system": [{"type": "text", "text": "sys", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hello", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]},
+                     {"role": "assistant", "content": [{"type": "thinking", "thinking": "hmm", "signature": "sig-abc"}, {"type": "text", "text": "yo"}]},
+                     {"role": "user", "content": "again"}],
+        "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}],
+        "container": "c-1", "mcp_servers": [{"type": "url", "url": "https://mcp.example", "name": "m"}],
+        "metadata": {"user_id": "u"}, "future_field": [1, 2, 3]
+    });
+    let r = app
+        .post("/v1/messages?beta=true")
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", "interleaved-thinking-2025-05-14")
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["request-id"], "req_123");
+    assert_eq!(
+        r.text().await.unwrap(),
+        anthropic_answer(),
+        "answer bytes unchanged"
+    );
+
+    let sent = &mock.received()[0];
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(
+        sent.headers["x-api-key"], "a-key",
+        "the provider's key replaces the client's"
+    );
+    assert_eq!(
+        sent.headers["anthropic-beta"],
+        "interleaved-thinking-2025-05-14"
+    );
+    assert_eq!(sent.headers["anthropic-version"], "2023-06-01");
+    let mut expected = request.clone();
+    expected["model"] = json!("a-mid");
+    assert_eq!(sent.body, expected, "everything but the model is passed on");
+
+    let r = app
+        .post("/v1/messages/count_tokens")
+        .json(&json!({"model": "sonnet", "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().get("x-abridge-token-count").is_none(),
+        "exact count, not an estimate"
+    );
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["input_tokens"],
+        1234
+    );
+    assert_eq!(mock.received()[1].path, "/v1/messages/count_tokens");
+
+    let state = app.stop().await;
+    let logs = state.store.recent_logs(1).await.unwrap();
+    assert_eq!(
+        (
+            logs[0].input_tokens,
+            logs[0].output_tokens,
+            logs[0].cache_read_tokens
+        ),
+        (7, 2, 5)
+    );
+}
+
+#[tokio::test]
+async fn upstream_errors_keep_status_body_and_headers() {
+    let body = r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_9"}"#;
+    let mock = MockUpstream::start(move |_, _| {
+        Reply::Raw(
+            529,
+            vec![
+                ("content-type", "application/json".into()),
+                ("retry-after", "0".into()),
+                ("anthropic-ratelimit-requests-remaining", "0".into()),
+            ],
+            body.to_string(),
+        )
+    })
+    .await;
+    let app = TestApp::spawn(&providers_toml(&[("a", "anthropic", &mock.url(), 1)])).await;
+    let r = app
+        .post("/v1/messages")
+        .json(&crate::harness::hello("opus"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 529);
+    assert_eq!(r.headers()["retry-after"], "0");
+    assert_eq!(r.headers()["anthropic-ratelimit-requests-remaining"], "0");
+    assert_eq!(r.text().await.unwrap(), body);
+
+    let r = app.post("/v1/messages").json(&json!({"model": "opus", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})).send().await.unwrap();
+    assert_eq!(r.status(), 529);
+}
+
+#[tokio::test]
+async fn streams_pass_through_byte_for_byte() {
+    let sse = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"a-big\",\"usage\":{\"input_tokens\":4,\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":3}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+    );
+    let chunks: Vec<_> = sse
+        .as_bytes()
+        .chunks(37)
+        .map(|c| {
+            (
+                std::time::Duration::ZERO,
+                String::from_utf8_lossy(c).into_owned(),
+            )
+        })
+        .collect();
+    let mock = MockUpstream::start(move |_, _| Reply::Chunks(chunks.clone())).await;
+    let app = TestApp::spawn(&providers_toml(&[("a", "anthropic", &mock.url(), 1)])).await;
+    let r = app.post("/v1/messages").json(&json!({"model": "opus", "max_tokens": 5, "stream": true, "messages": [{"role": "user", "content": "x"}]})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), sse);
+    let state = app.stop().await;
+    let logs = state.store.recent_logs(1).await.unwrap();
+    assert_eq!(
+        (logs[0].input_tokens, logs[0].output_tokens, logs[0].stream),
+        (4, 3, true)
+    );
+}

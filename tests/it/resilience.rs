@@ -1,0 +1,235 @@
+//! Failover, circuit breakers, key rotation, timeouts and invalid upstream answers.
+
+use std::time::Duration;
+
+use crate::harness::{MockUpstream, Reply, TestApp, hello, openai_text, providers_toml};
+
+#[tokio::test]
+async fn failing_first_provider_fails_over_to_the_second() {
+    let bad = MockUpstream::start(|_, _| {
+        Reply::Json(500, serde_json::json!({"error": {"message": "boom"}}))
+    })
+    .await;
+    let good = MockUpstream::start(|_, _| Reply::Json(200, openai_text("from good"))).await;
+    let app = TestApp::spawn(&providers_toml(&[
+        ("bad", "openai", &bad.url(), 1),
+        ("good", "openai", &good.url(), 2),
+    ]))
+    .await;
+    let (status, body) = app.messages(hello("sonnet")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["content"][0]["text"], "from good");
+    assert_eq!(
+        bad.received().len(),
+        2,
+        "one attempt and one retry (max_retries = 1)"
+    );
+    let state = app.stop().await;
+    assert_eq!(
+        state.store.recent_logs(1).await.unwrap()[0]
+            .provider
+            .as_deref(),
+        Some("good")
+    );
+}
+
+#[tokio::test]
+async fn breaker_opens_then_recovers_through_a_probe() {
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = healthy.clone();
+    let flaky = MockUpstream::start(move |_, _| {
+        if flag.load(std::sync::atomic::Ordering::SeqCst) {
+            Reply::Json(200, openai_text("flaky is back"))
+        } else {
+            Reply::Json(503, serde_json::json!({"error": {"message": "down"}}))
+        }
+    })
+    .await;
+    let backup = MockUpstream::start(|_, _| Reply::Json(200, openai_text("backup"))).await;
+    let providers = providers_toml(&[
+        ("flaky", "openai", &flaky.url(), 1),
+        ("backup", "openai", &backup.url(), 2),
+    ]);
+    let app = TestApp::spawn_with(&providers, |s| {
+        s.routing.failure_threshold = 2;
+        s.routing.recovery_timeout = Duration::from_millis(400);
+    })
+    .await;
+    let (status, body) = app.messages(hello("sonnet")).await;
+    assert_eq!(
+        (status, body["content"][0]["text"].as_str()),
+        (200, Some("backup"))
+    );
+    assert_eq!(flaky.received().len(), 2, "two failures open the breaker");
+    for _ in 0..3 {
+        assert_eq!(
+            app.messages(hello("sonnet")).await.1["content"][0]["text"],
+            "backup"
+        );
+    }
+    assert_eq!(flaky.received().len(), 2, "an open breaker is skipped");
+    let flaky_state = app
+        .state
+        .router
+        .snapshot()
+        .iter()
+        .find(|u| u.spec.name == "flaky")
+        .unwrap()
+        .breaker
+        .state();
+    assert_eq!(flaky_state, abridge::upstream::breaker::BreakerState::Open);
+
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.messages(hello("sonnet")).await.1["content"][0]["text"],
+        "flaky is back",
+        "the probe succeeds"
+    );
+    assert_eq!(
+        app.messages(hello("sonnet")).await.1["content"][0]["text"],
+        "flaky is back",
+        "closed again"
+    );
+}
+
+#[tokio::test]
+async fn refused_key_is_disabled_and_the_next_key_used() {
+    let mock = MockUpstream::start(|req, _| {
+        if req.headers["authorization"] == "Bearer bad-key" {
+            Reply::Json(
+                401,
+                serde_json::json!({"error": {"message": "invalid key"}}),
+            )
+        } else {
+            Reply::Json(200, openai_text("ok"))
+        }
+    })
+    .await;
+    let providers = providers_toml(&[("p", "openai", &mock.url(), 1)]).replace(
+        "api_keys = [\"p-key\"]",
+        "api_keys = [\"bad-key\", \"good-key\"]",
+    );
+    let app = TestApp::spawn(&providers).await;
+    for _ in 0..4 {
+        assert_eq!(app.messages(hello("opus")).await.0, 200);
+    }
+    let bad_uses = mock
+        .received()
+        .iter()
+        .filter(|r| r.headers["authorization"] == "Bearer bad-key")
+        .count();
+    assert_eq!(bad_uses, 1, "a refused key is not used again");
+    let counts = app.state.router.snapshot()[0].keys.counts();
+    assert_eq!((counts.total, counts.disabled), (2, 1));
+}
+
+#[tokio::test]
+async fn rate_limited_key_cools_down_and_the_next_key_serves() {
+    let mock = MockUpstream::start(|req, _| {
+        if req.headers["authorization"] == "Bearer k1" {
+            Reply::Raw(
+                429,
+                vec![("retry-after", "30".into())],
+                "{\"error\":{\"message\":\"slow down\"}}".into(),
+            )
+        } else {
+            Reply::Json(200, openai_text("k2 served"))
+        }
+    })
+    .await;
+    let providers = providers_toml(&[("p", "openai", &mock.url(), 1)])
+        .replace("api_keys = [\"p-key\"]", "api_keys = [\"k1\", \"k2\"]");
+    let app = TestApp::spawn(&providers).await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.messages(hello("opus")).await.1["content"][0]["text"],
+            "k2 served"
+        );
+    }
+    let k1 = mock
+        .received()
+        .iter()
+        .filter(|r| r.headers["authorization"] == "Bearer k1")
+        .count();
+    assert_eq!(k1, 1, "k1 cools down for its Retry-After");
+}
+
+#[tokio::test]
+async fn a_hanging_upstream_times_out_as_504() {
+    let mock = MockUpstream::start(|_, _| Reply::Hang).await;
+    let providers = providers_toml(&[("p", "openai", &mock.url(), 1)])
+        .replace("timeout = \"3s\"", "timeout = \"300ms\"")
+        .replace("max_retries = 1", "max_retries = 0");
+    let app = TestApp::spawn(&providers).await;
+    let started = std::time::Instant::now();
+    let (status, body) = app.messages(hello("opus")).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["error"]["type"], "timeout_error");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn invalid_upstream_answers_are_5xx_and_the_server_stays_healthy() {
+    let mock = MockUpstream::start(|_, n| match n {
+        0 => Reply::Raw(
+            200,
+            vec![("content-type", "text/html".into())],
+            "<html>Bad gateway</html>".into(),
+        ),
+        1 => Reply::Json(200, serde_json::json!({"id": "x", "choices": []})),
+        _ => Reply::Raw(200, vec![], String::new()),
+    })
+    .await;
+    let providers = providers_toml(&[("p", "openai", &mock.url(), 1)]);
+    let app = TestApp::spawn(&providers).await;
+    for _ in 0..3 {
+        let (status, body) = app.messages(hello("opus")).await;
+        assert_eq!(status, 502, "{body}");
+        assert_eq!(body["error"]["type"], "api_error");
+    }
+    assert_eq!(
+        app.client
+            .get(app.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn client_disconnect_cancels_the_upstream_request() {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let tx = std::sync::Mutex::new(tx);
+    let mock = MockUpstream::start(move |_, _| {
+        let _ = tx.lock().unwrap().send(());
+        Reply::Hang
+    })
+    .await;
+    let app = TestApp::spawn(&providers_toml(&[("p", "openai", &mock.url(), 1)])).await;
+    let request = app
+        .post("/v1/messages")
+        .json(&hello("opus"))
+        .timeout(Duration::from_millis(300))
+        .send();
+    assert!(request.await.is_err(), "the client gives up");
+    rx.recv_timeout(Duration::from_secs(2)).unwrap();
+    let mut waited = 0;
+    while mock.abandoned() == 0 && waited < 40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    assert_eq!(
+        mock.abandoned(),
+        1,
+        "the upstream request was dropped with the client"
+    );
+    let state = app.stop().await;
+    let logs = state.store.recent_logs(1).await.unwrap();
+    assert_eq!(
+        (logs[0].status, logs[0].error_kind.as_deref()),
+        (499, Some("client_closed"))
+    );
+}

@@ -1,0 +1,141 @@
+//! Streaming conversion over HTTP: exact event sequences.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::{MockUpstream, Reply, TestApp, openai_sse, providers_toml, sse_events};
+
+fn chunk(delta: serde_json::Value, finish: Option<&str>) -> serde_json::Value {
+    json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+}
+
+async fn stream_through(
+    chunks: Vec<(Duration, String)>,
+) -> (MockUpstream, Vec<(String, serde_json::Value)>) {
+    let mock = MockUpstream::start(move |_, _| Reply::Chunks(chunks.clone())).await;
+    let app = TestApp::spawn(&providers_toml(&[("p", "openai", &mock.url(), 1)])).await;
+    let r = app
+        .post("/v1/messages")
+        .json(&json!({"model": "sonnet", "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let text = r.text().await.unwrap();
+    (mock, sse_events(&text))
+}
+
+fn names(events: &[(String, serde_json::Value)]) -> Vec<&str> {
+    events.iter().map(|(n, _)| n.as_str()).collect()
+}
+
+#[tokio::test]
+async fn text_stream_has_the_exact_anthropic_sequence() {
+    let chunks = openai_sse(&[
+        chunk(json!({"role": "assistant", "content": ""}), None),
+        chunk(json!({"content": "Hel"}), None),
+        chunk(json!({"content": "lo"}), None),
+        chunk(json!({}), Some("stop")),
+        json!({"id": "c", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2}}),
+    ]);
+    let (mock, events) = stream_through(chunks).await;
+    assert_eq!(
+        names(&events),
+        [
+            "message_start",
+            "ping",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    assert_eq!(events[0].1["message"]["model"], "sonnet");
+    assert_eq!(events[2].1["content_block"]["type"], "text");
+    assert_eq!(events[3].1["delta"]["text"], "Hel");
+    assert_eq!(events[6].1["delta"]["stop_reason"], "end_turn");
+    assert_eq!(events[6].1["usage"]["output_tokens"], 2);
+    let sent = &mock.received()[0].body;
+    assert_eq!(sent["stream"], true);
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+}
+
+#[tokio::test]
+async fn text_then_tool_call_streams_the_tool_with_its_arguments() {
+    let chunks = openai_sse(&[
+        chunk(json!({"content": "Checking."}), None),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}),
+            None,
+        ),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"ci"}}]}),
+            None,
+        ),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "ty\":\"Oslo\"}"}}]}),
+            None,
+        ),
+        chunk(json!({}), Some("tool_calls")),
+    ]);
+    let (_mock, events) = stream_through(chunks).await;
+    let starts: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|(n, _)| n == "content_block_start")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(starts.len(), 2);
+    assert_eq!(starts[0]["index"], 0);
+    assert_eq!(starts[1]["index"], 1);
+    assert_eq!(starts[1]["content_block"]["type"], "tool_use");
+    assert_eq!(starts[1]["content_block"]["name"], "get_weather");
+    let args: String = events
+        .iter()
+        .filter(|(n, d)| n == "content_block_delta" && d["delta"]["type"] == "input_json_delta")
+        .map(|(_, d)| d["delta"]["partial_json"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&args).unwrap(),
+        json!({"city": "Oslo"})
+    );
+    let delta = events.iter().find(|(n, _)| n == "message_delta").unwrap();
+    assert_eq!(delta.1["delta"]["stop_reason"], "tool_use");
+    assert_eq!(names(&events).last(), Some(&"message_stop"));
+}
+
+#[tokio::test]
+async fn missing_done_still_ends_cleanly() {
+    let chunks = vec![(
+        Duration::ZERO,
+        format!("data: {}\n\n", chunk(json!({"content": "partial"}), None)),
+    )];
+    let (_mock, events) = stream_through(chunks).await;
+    let n = names(&events);
+    assert_eq!(n.last(), Some(&"message_stop"));
+    assert!(n.contains(&"content_block_stop"));
+}
+
+#[tokio::test]
+async fn broken_upstream_stream_ends_with_an_error_event() {
+    let chunks = vec![
+        (
+            Duration::ZERO,
+            format!("data: {}\n\n", chunk(json!({"content": "ok so far"}), None)),
+        ),
+        (Duration::ZERO, "data: {this is not json\n\n".to_string()),
+    ];
+    let (_mock, events) = stream_through(chunks).await;
+    let last = events.last().unwrap();
+    assert_eq!(last.0, "error");
+    assert_eq!(last.1["type"], "error");
+    assert_eq!(last.1["error"]["type"], "api_error");
+}
