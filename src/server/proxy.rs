@@ -102,78 +102,89 @@ fn dispatch_error(e: &DispatchError) -> Error {
     }
 }
 
-/// Builds the upstream request for one candidate.
-fn build_request(
-    state: &AppState,
-    candidate: &Candidate,
-    key: Option<&crate::config::Secret>,
-    typed: Option<&anthropic::MessagesRequest>,
-    raw: &serde_json::Map<String, serde_json::Value>,
-    client_headers: &HeaderMap,
-    path: &str,
+/// Everything needed to build the upstream request for any candidate.
+struct Outgoing<'a> {
+    /// The validated request; needed to convert for OpenAI-format providers.
+    typed: Option<&'a anthropic::MessagesRequest>,
+    /// The body as sent, passed on to Anthropic-format providers.
+    raw: &'a serde_json::Map<String, serde_json::Value>,
+    client_headers: &'a HeaderMap,
+    /// Anthropic path: `/messages` or `/messages/count_tokens`.
+    path: &'static str,
     stream: bool,
-) -> Result<reqwest::RequestBuilder, String> {
-    let spec = &candidate.upstream.spec;
-    let http = state.http.inner();
-    let mut builder = match spec.api_format {
-        ApiFormat::Openai => {
-            let target = protocol::to_openai::Target {
-                model: &candidate.model,
-                max_tokens_limit: spec.max_tokens_limit,
-                stream,
-            };
-            let request =
-                typed.ok_or("this endpoint is not available on OpenAI-format providers")?;
-            let chat =
-                protocol::to_openai::to_openai(request, &target).map_err(|e| e.to_string())?;
-            let body = serde_json::to_vec(&chat).map_err(|e| e.to_string())?;
-            let mut b = http
-                .post(spec.endpoint("/chat/completions"))
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body);
-            if let Some(key) = key {
-                b = b.bearer_auth(key.expose());
+}
+
+impl Outgoing<'_> {
+    /// Builds the upstream request for one candidate and key.
+    fn build(
+        &self,
+        http: &reqwest::Client,
+        candidate: &Candidate,
+        key: Option<&crate::config::Secret>,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        let spec = &candidate.upstream.spec;
+        let mut builder = match spec.api_format {
+            ApiFormat::Openai => {
+                let target = protocol::to_openai::Target {
+                    model: &candidate.model,
+                    max_tokens_limit: spec.max_tokens_limit,
+                    stream: self.stream,
+                };
+                let request = self
+                    .typed
+                    .ok_or("this endpoint is not available on OpenAI-format providers")?;
+                let chat =
+                    protocol::to_openai::to_openai(request, &target).map_err(|e| e.to_string())?;
+                let body = serde_json::to_vec(&chat).map_err(|e| e.to_string())?;
+                let mut b = http
+                    .post(spec.endpoint("/chat/completions"))
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body);
+                if let Some(key) = key {
+                    b = b.bearer_auth(key.expose());
+                }
+                b
             }
-            b
-        }
-        ApiFormat::Anthropic => {
-            let mut body = raw.clone();
-            body.insert(
-                "model".into(),
-                serde_json::Value::String(candidate.model.clone()),
-            );
-            let bytes = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
-            let mut b = http
-                .post(spec.endpoint(path))
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(bytes);
-            let version = client_headers
-                .get("anthropic-version")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or(DEFAULT_ANTHROPIC_VERSION);
-            b = b.header("anthropic-version", version);
-            for value in client_headers.get_all("anthropic-beta") {
-                b = b.header("anthropic-beta", value.as_bytes());
+            ApiFormat::Anthropic => {
+                let mut body = self.raw.clone();
+                body.insert(
+                    "model".into(),
+                    serde_json::Value::String(candidate.model.clone()),
+                );
+                let bytes = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+                let version = self
+                    .client_headers
+                    .get("anthropic-version")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(DEFAULT_ANTHROPIC_VERSION);
+                let mut b = http
+                    .post(spec.endpoint(self.path))
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header("anthropic-version", version)
+                    .body(bytes);
+                for value in self.client_headers.get_all("anthropic-beta") {
+                    b = b.header("anthropic-beta", value.as_bytes());
+                }
+                if let Some(key) = key
+                    && !spec
+                        .custom_headers
+                        .keys()
+                        .any(|h| h.eq_ignore_ascii_case("authorization"))
+                {
+                    b = b.header("x-api-key", key.expose());
+                }
+                b
             }
-            if let Some(key) = key
-                && !spec
-                    .custom_headers
-                    .keys()
-                    .any(|h| h.eq_ignore_ascii_case("authorization"))
-            {
-                b = b.header("x-api-key", key.expose());
-            }
-            b
-        }
-    };
-    for (name, value) in &spec.custom_headers {
-        let value = match key {
-            Some(key) => value.replace("${API_KEY}", key.expose()),
-            None => value.clone(),
         };
-        builder = builder.header(name.as_str(), value);
+        for (name, value) in &spec.custom_headers {
+            let value = match key {
+                Some(key) => value.replace("${API_KEY}", key.expose()),
+                None => value.clone(),
+            };
+            builder = builder.header(name.as_str(), value);
+        }
+        Ok(builder)
     }
-    Ok(builder)
 }
 
 /// The request body as a JSON object, kept whole for passthrough.
@@ -233,18 +244,15 @@ async fn messages(
     } else {
         Mode::Buffered
     };
-    let build = |c: &Candidate, k: Option<&crate::config::Secret>| {
-        build_request(
-            &state,
-            c,
-            k,
-            Some(&request),
-            &raw,
-            &headers,
-            "/messages",
-            stream,
-        )
+    let outgoing = Outgoing {
+        typed: Some(&request),
+        raw: &raw,
+        client_headers: &headers,
+        path: "/messages",
+        stream,
     };
+    let build =
+        |c: &Candidate, k: Option<&crate::config::Secret>| outgoing.build(state.http.inner(), c, k);
     let answer = match dispatch::dispatch(
         &state.http,
         candidates,
@@ -368,17 +376,15 @@ async fn count_tokens(
         .collect();
     if !native.is_empty() {
         let raw = raw_object(&body);
+        let outgoing = Outgoing {
+            typed: None,
+            raw: &raw,
+            client_headers: &headers,
+            path: "/messages/count_tokens",
+            stream: false,
+        };
         let build = |c: &Candidate, k: Option<&crate::config::Secret>| {
-            build_request(
-                &state,
-                c,
-                k,
-                None,
-                &raw,
-                &headers,
-                "/messages/count_tokens",
-                false,
-            )
+            outgoing.build(state.http.inner(), c, k)
         };
         match dispatch::dispatch(
             &state.http,

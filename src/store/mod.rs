@@ -284,6 +284,7 @@ mod tests {
     }
 
     #[tokio::test]
+    #[allow(clippy::disallowed_methods)] // a test task, not background work
     async fn waiting_for_a_reader_times_out_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let url = DbUrl {

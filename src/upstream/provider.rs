@@ -157,10 +157,10 @@ pub struct ProviderSpec {
 impl ProviderSpec {
     /// Moves `api_key` into `api_keys` and checks the values.
     pub fn normalize(mut self) -> Result<Self, String> {
-        if let Some(key) = self.api_key.take() {
-            if !self.api_keys.contains(&key) {
-                self.api_keys.insert(0, key);
-            }
+        if let Some(key) = self.api_key.take()
+            && !self.api_keys.contains(&key)
+        {
+            self.api_keys.insert(0, key);
         }
         self.api_keys.retain(|k| !k.expose().is_empty());
         if self.name.trim().is_empty() {
