@@ -11,6 +11,7 @@ pub mod anthropic;
 pub mod from_openai;
 pub mod openai;
 pub mod stream;
+pub mod thinking;
 pub mod to_openai;
 pub mod tokens;
 

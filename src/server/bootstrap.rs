@@ -112,6 +112,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         keys,
         http,
         router,
+        signatures: Default::default(),
         logs,
         tracker,
         shutdown,

@@ -27,6 +27,7 @@ use crate::error::InternalCause;
 use crate::secrets::Secrets;
 use crate::server::auth::KeyCache;
 use crate::store::{LogWriter, Store};
+use crate::upstream::signatures::SignatureBook;
 use crate::upstream::{HttpClient, Router};
 
 /// Shared state of one server; every field is a cheap handle.
@@ -40,6 +41,8 @@ pub struct App {
     pub http: HttpClient,
     /// Providers, model aliases, breakers.
     pub router: Router,
+    /// Which provider family issued each thinking signature seen.
+    pub signatures: SignatureBook,
     /// Queue to the batching request-log writer.
     pub logs: LogWriter,
     /// Background tasks that must finish before exit (log writer, watchers).

@@ -25,6 +25,7 @@ use crate::store::LogRecord;
 use crate::upstream::dispatch::{self, DispatchError, Dispatched, Mode};
 use crate::upstream::provider::ApiFormat;
 use crate::upstream::router::{Candidate, RouteError, Router};
+use crate::upstream::signatures::{self, SignatureBook};
 
 /// Anthropic API version sent upstream when the client sends none.
 pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -112,6 +113,8 @@ struct Outgoing<'a> {
     /// Anthropic path: `/messages` or `/messages/count_tokens`.
     path: &'static str,
     stream: bool,
+    /// Signature issuers, to keep foreign signed thinking away from a provider.
+    signatures: &'a SignatureBook,
 }
 
 impl Outgoing<'_> {
@@ -147,6 +150,15 @@ impl Outgoing<'_> {
             }
             ApiFormat::Anthropic => {
                 let mut body = self.raw.clone();
+                if protocol::thinking::has_thinking(&body) {
+                    let family = signatures::family(&spec.base_url);
+                    let removed = protocol::thinking::strip_unaccepted(&mut body, |sig| {
+                        self.signatures.accepts(sig, &family)
+                    });
+                    if removed > 0 {
+                        tracing::debug!(provider = %spec.name, removed, "dropped thinking blocks signed elsewhere");
+                    }
+                }
                 body.insert(
                     "model".into(),
                     serde_json::Value::String(candidate.model.clone()),
@@ -250,6 +262,7 @@ async fn messages(
         client_headers: &headers,
         path: "/messages",
         stream,
+        signatures: &state.signatures,
     };
     let build =
         |c: &Candidate, k: Option<&crate::config::Secret>| outgoing.build(state.http.inner(), c, k);
@@ -277,7 +290,13 @@ async fn messages(
     record.ttfb_ms = Some(answer.ttfb.as_millis() as u64);
     record.status = answer.status;
     match answer.candidate.upstream.spec.api_format {
-        ApiFormat::Anthropic => relay::passthrough(answer, guard),
+        ApiFormat::Anthropic => {
+            let recorder = relay::Recorder {
+                book: state.signatures.clone(),
+                family: signatures::family(&answer.candidate.upstream.spec.base_url),
+            };
+            relay::passthrough(answer, guard, Some(recorder))
+        }
         ApiFormat::Openai => convert_answer(answer, guard, &request),
     }
 }
@@ -382,6 +401,7 @@ async fn count_tokens(
             client_headers: &headers,
             path: "/messages/count_tokens",
             stream: false,
+            signatures: &state.signatures,
         };
         let build = |c: &Candidate, k: Option<&crate::config::Secret>| {
             outgoing.build(state.http.inner(), c, k)
@@ -395,7 +415,7 @@ async fn count_tokens(
         )
         .await
         {
-            Ok(answer) => return relay::passthrough(answer, LogGuard::disabled()),
+            Ok(answer) => return relay::passthrough(answer, LogGuard::disabled(), None),
             Err(e) => {
                 tracing::warn!(error = %e, "count_tokens upstream failed; estimating locally")
             }

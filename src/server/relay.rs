@@ -5,6 +5,7 @@
 //! the answer is finished, failed, or dropped because the client went away.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -16,8 +17,10 @@ use futures_util::stream::BoxStream;
 
 use crate::protocol::anthropic::Usage;
 use crate::protocol::stream::{Event, StreamContext, StreamConverter};
+use crate::protocol::thinking;
 use crate::store::{LogRecord, LogWriter};
 use crate::upstream::dispatch::{self, Dispatched};
+use crate::upstream::signatures::SignatureBook;
 use crate::upstream::sse::SseParser;
 
 /// How long a converted stream may stay silent before a `ping` is sent.
@@ -141,17 +144,38 @@ fn event_bytes(event: &Event) -> Bytes {
     Bytes::from(event.to_sse())
 }
 
+/// Notes which provider family issued the thinking signatures in an answer.
+pub struct Recorder {
+    pub book: SignatureBook,
+    pub family: Arc<str>,
+}
+
+impl Recorder {
+    fn note(&self, signature: &str) {
+        self.book.record(signature, &self.family);
+    }
+}
+
 /// Passes an Anthropic-format answer through unchanged.
-pub fn passthrough(answer: Dispatched, mut guard: LogGuard) -> Response {
+pub fn passthrough(
+    answer: Dispatched,
+    mut guard: LogGuard,
+    recorder: Option<Recorder>,
+) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let ok = status.is_success();
     let body = match answer.body {
         dispatch::Body::Full(bytes) => {
             if ok {
-                if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes)
-                    && let Some(usage) = value.get("usage")
-                {
-                    guard.usage_json(usage);
+                if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                    if let Some(usage) = value.get("usage") {
+                        guard.usage_json(usage);
+                    }
+                    if let Some(recorder) = &recorder {
+                        for signature in thinking::signatures_in_message(&value) {
+                            recorder.note(signature);
+                        }
+                    }
                 }
                 guard.complete();
             } else {
@@ -161,7 +185,7 @@ pub fn passthrough(answer: Dispatched, mut guard: LogGuard) -> Response {
             Body::from(bytes)
         }
         stream @ dispatch::Body::Stream { .. } => {
-            Body::from_stream(observe(stream.into_stream(), guard))
+            Body::from_stream(observe(stream.into_stream(), guard, recorder))
         }
     };
     let mut response = Response::new(body);
@@ -178,17 +202,20 @@ pub fn passthrough(answer: Dispatched, mut guard: LogGuard) -> Response {
 fn observe(
     inner: BoxStream<'static, Result<Bytes, reqwest::Error>>,
     guard: LogGuard,
+    recorder: Option<Recorder>,
 ) -> BoxStream<'static, Result<Bytes, std::convert::Infallible>> {
     struct State {
         inner: BoxStream<'static, Result<Bytes, reqwest::Error>>,
         parser: SseParser,
         guard: LogGuard,
+        recorder: Option<Recorder>,
         finished: bool,
     }
     let state = State {
         inner,
         parser: SseParser::default(),
         guard,
+        recorder,
         finished: false,
     };
     futures_util::stream::unfold(state, |mut s| async move {
@@ -198,7 +225,7 @@ fn observe(
         match s.inner.next().await {
             Some(Ok(bytes)) => {
                 for frame in s.parser.push(&bytes).unwrap_or_default() {
-                    note_anthropic_event(&mut s.guard, &frame.data);
+                    note_anthropic_event(&mut s.guard, s.recorder.as_ref(), &frame.data);
                 }
                 Some((Ok(bytes), s))
             }
@@ -221,10 +248,13 @@ fn observe(
     .boxed()
 }
 
-fn note_anthropic_event(guard: &mut LogGuard, data: &str) {
+fn note_anthropic_event(guard: &mut LogGuard, recorder: Option<&Recorder>, data: &str) {
     let Ok(value) = serde_json::from_str::<serde_json::Value>(data) else {
         return;
     };
+    if let (Some(recorder), Some(signature)) = (recorder, thinking::signature_in_event(&value)) {
+        recorder.note(signature);
+    }
     match value.get("type").and_then(|t| t.as_str()) {
         Some("message_start") => {
             if let Some(usage) = value.pointer("/message/usage") {

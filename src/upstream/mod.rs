@@ -10,6 +10,7 @@ pub mod probe;
 pub mod provider;
 pub mod retry;
 pub mod router;
+pub mod signatures;
 pub mod sources;
 pub mod sse;
 

@@ -159,3 +159,65 @@ async fn streams_pass_through_byte_for_byte() {
         (4, 3, true)
     );
 }
+
+#[tokio::test]
+async fn signed_thinking_goes_only_back_to_the_family_that_signed_it() {
+    let a_answer = r#"{"id":"msg_a","type":"message","role":"assistant","model":"a-big","content":[{"type":"thinking","thinking":"hmm","signature":"sig-from-a"},{"type":"text","text":"4"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":3,"output_tokens":2}}"#;
+    let a = MockUpstream::start(move |_, n| {
+        if n == 0 {
+            Reply::Raw(
+                200,
+                vec![("content-type", "application/json".into())],
+                a_answer.to_string(),
+            )
+        } else {
+            Reply::Json(
+                500,
+                json!({"type": "error", "error": {"type": "api_error", "message": "down"}}),
+            )
+        }
+    })
+    .await;
+    let b = MockUpstream::start(|_, _| {
+        Reply::Raw(
+            200,
+            vec![("content-type", "application/json".into())],
+            anthropic_answer(),
+        )
+    })
+    .await;
+    let app = TestApp::spawn(&providers_toml(&[
+        ("a", "anthropic", &a.url(), 1),
+        ("b", "anthropic", &b.url(), 2),
+    ]))
+    .await;
+    let first = app.post("/v1/messages").json(&json!({"model": "opus", "max_tokens": 50, "messages": [{"role": "user", "content": "2+2?"}]})).send().await.unwrap();
+    let first: serde_json::Value = first.json().await.unwrap();
+    assert_eq!(first["content"][0]["signature"], "sig-from-a");
+
+    let follow_up = json!({"model": "opus", "max_tokens": 50, "messages": [
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": first["content"]},
+        {"role": "user", "content": "and 3+3?"}
+    ]});
+    let r = app
+        .post("/v1/messages")
+        .json(&follow_up)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "b serves after a fails");
+    let to_a = &a.received()[1].body;
+    assert_eq!(
+        to_a["messages"][1]["content"][0]["signature"], "sig-from-a",
+        "a gets its own signature back"
+    );
+    let to_b = &b.received()[0].body;
+    let blocks = to_b["messages"][1]["content"].as_array().unwrap();
+    assert_eq!(
+        blocks.len(),
+        1,
+        "b never sees a's signed thinking: {blocks:?}"
+    );
+    assert_eq!(blocks[0]["type"], "text");
+}
