@@ -721,6 +721,15 @@ mod tests {
     }
 
     #[test]
+    fn readme_documents_every_env_var() {
+        let readme = include_str!("../README.md");
+        for var in ENV_VARS {
+            assert!(readme.contains(&format!("`{}`", var.name)), "README lacks {}", var.name);
+            assert!(readme.contains(&format!("`{}`", var.key)), "README lacks {}", var.key);
+        }
+    }
+
+    #[test]
     fn every_env_var_maps_to_a_real_file_key() {
         let printed: toml::Table = toml::from_str(&Settings::default().to_masked_toml()).unwrap();
         for var in ENV_VARS {
