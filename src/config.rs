@@ -724,8 +724,16 @@ mod tests {
     fn readme_documents_every_env_var() {
         let readme = include_str!("../README.md");
         for var in ENV_VARS {
-            assert!(readme.contains(&format!("`{}`", var.name)), "README lacks {}", var.name);
-            assert!(readme.contains(&format!("`{}`", var.key)), "README lacks {}", var.key);
+            assert!(
+                readme.contains(&format!("`{}`", var.name)),
+                "README lacks {}",
+                var.name
+            );
+            assert!(
+                readme.contains(&format!("`{}`", var.key)),
+                "README lacks {}",
+                var.key
+            );
         }
     }
 

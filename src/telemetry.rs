@@ -1,6 +1,8 @@
 //! Logging: a `tracing` subscriber writing to stderr, filtered by
 //! `ABRIDGE_LOG` / `server.log` (or `RUST_LOG` when set).
 
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber once; later calls are ignored (tests).
@@ -13,6 +15,7 @@ pub fn init(filter: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

@@ -73,9 +73,14 @@ pub async fn ensure_admin(store: &Store, settings: &Settings) -> anyhow::Result<
 /// Everything `serve` needs, built from settings.
 pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let secrets = Secrets::load(&settings.secrets)?;
-    for warning in secrets.warnings() {
-        tracing::warn!("{warning}");
-        eprintln!("WARNING: {warning}");
+    let warnings = secrets.warnings();
+    if !warnings.is_empty() {
+        let bar = "!".repeat(72);
+        eprintln!("\n{bar}");
+        for warning in &warnings {
+            eprintln!("WARNING: {warning}");
+        }
+        eprintln!("{bar}\n");
     }
     let (store, report) = open_store(&settings).await?;
     if report.changed() {

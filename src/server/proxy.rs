@@ -108,7 +108,9 @@ struct Outgoing<'a> {
     /// The validated request; needed to convert for OpenAI-format providers.
     typed: Option<&'a anthropic::MessagesRequest>,
     /// The body as sent, passed on to Anthropic-format providers.
-    raw: &'a serde_json::Map<String, serde_json::Value>,
+    raw: &'a [u8],
+    /// `raw` parsed, on first use only: OpenAI-format candidates never need it.
+    parsed: std::sync::OnceLock<serde_json::Map<String, serde_json::Value>>,
     client_headers: &'a HeaderMap,
     /// Anthropic path: `/messages` or `/messages/count_tokens`.
     path: &'static str,
@@ -149,7 +151,7 @@ impl Outgoing<'_> {
                 b
             }
             ApiFormat::Anthropic => {
-                let mut body = self.raw.clone();
+                let mut body = self.parsed.get_or_init(|| raw_object(self.raw)).clone();
                 if protocol::thinking::has_thinking(&body) {
                     let family = signatures::family(&spec.base_url);
                     let removed = protocol::thinking::strip_unaccepted(&mut body, |sig| {
@@ -250,7 +252,6 @@ async fn messages(
         Ok(c) => c,
         Err(e) => return fail(guard, route_error(e), "no_route"),
     };
-    let raw = raw_object(&body);
     let mode = if stream {
         Mode::Streaming
     } else {
@@ -258,7 +259,8 @@ async fn messages(
     };
     let outgoing = Outgoing {
         typed: Some(&request),
-        raw: &raw,
+        raw: &body,
+        parsed: Default::default(),
         client_headers: &headers,
         path: "/messages",
         stream,
@@ -394,10 +396,10 @@ async fn count_tokens(
         .filter(|c| c.upstream.spec.api_format == ApiFormat::Anthropic)
         .collect();
     if !native.is_empty() {
-        let raw = raw_object(&body);
         let outgoing = Outgoing {
             typed: None,
-            raw: &raw,
+            raw: &body,
+            parsed: Default::default(),
             client_headers: &headers,
             path: "/messages/count_tokens",
             stream: false,

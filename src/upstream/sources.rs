@@ -55,7 +55,13 @@ pub async fn load_all(
             tracing::warn!(provider = %spec.name, "provider has no API key; requests go out unauthenticated");
         }
     }
-    tracing::info!(providers = specs.len(), "providers loaded");
+    if specs.is_empty() {
+        tracing::warn!(
+            "no providers configured: every model answers 404 until one is added (ABRIDGE_PROVIDERS or `abridge providers import`)"
+        );
+    } else {
+        tracing::info!(providers = specs.len(), "providers loaded");
+    }
     router.replace(specs);
     Ok(())
 }
