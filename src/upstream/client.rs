@@ -98,3 +98,38 @@ impl HttpClient {
         Ok(Sent { response, permit })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    #[allow(clippy::disallowed_methods)] // a test server, not background work
+    async fn max_connections_is_enforced() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().fallback(|| async { "ok" });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = HttpClient::new(&HttpSettings {
+            max_connections: 1,
+            ..HttpSettings::default()
+        })
+        .unwrap();
+        let url = format!("http://{addr}/");
+        let first = client.send(client.inner().get(&url)).await.unwrap();
+        let second = client.send(client.inner().get(&url));
+        tokio::pin!(second);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), &mut second)
+                .await
+                .is_err(),
+            "a second request waits while the only connection is in use"
+        );
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.response.status(), 200);
+    }
+}
