@@ -19,6 +19,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod loadtest;
 pub mod protocol;
 pub mod secrets;
 pub mod server;

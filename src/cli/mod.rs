@@ -6,6 +6,7 @@ mod create_admin;
 mod gen_keys;
 mod init_db;
 mod keys;
+mod loadtest;
 mod providers;
 mod serve;
 
@@ -40,6 +41,7 @@ pub enum Command {
     Keys(keys::Command),
     #[command(subcommand)]
     Providers(providers::Command),
+    Loadtest(loadtest::Args),
 }
 
 impl Cli {
@@ -78,6 +80,10 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::CreateAdmin(args) => create_admin::run(overrides, args).await,
             Command::Keys(cmd) => keys::run(overrides, cmd).await,
             Command::Providers(cmd) => providers::run(overrides, cmd).await,
+            // The generator fails only on bad flags or inputs: a usage error.
+            Command::Loadtest(args) => loadtest::run(args)
+                .await
+                .map_err(|e| UsageError(format!("{e:#}")).into()),
         }
     });
     // Background tasks that did not stop on their own must not hold up exit.

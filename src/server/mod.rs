@@ -18,6 +18,7 @@ use std::time::Duration;
 use axum::extract::{FromRef, Request};
 use axum::middleware::Next;
 use axum::response::Response;
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -112,6 +113,10 @@ pub async fn run(
     let stop = CancellationToken::new();
     let signalled = stop.clone();
     let app = router(state.clone());
+    // Small SSE writes must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let serve = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Benchmarks abridge against the mock upstream, all on 127.0.0.1:
+#   1. loadtest -> mock directly (OpenAI /v1/chat/completions, the baseline)
+#   2. loadtest -> abridge -> mock, non-streaming
+#   3. loadtest -> abridge -> mock, streaming
+# then prints one row per run and the gateway's cost relative to the baseline.
+#
+#   QPS=5000 DURATION=20s WARMUP=3s examples/bench.sh
+#
+# Every process it starts is killed on exit; every run is bounded by timeout.
+set -euo pipefail
+
+QPS=${QPS:-5000}
+DURATION=${DURATION:-20s}
+WARMUP=${WARMUP:-3s}
+MOCK_PORT=${MOCK_PORT:-9100}
+GW_PORT=${GW_PORT:-18080}
+HOST=127.0.0.1 # never anything else: benchmarks stay on loopback
+
+cd "$(dirname "$0")/.."
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/abridge-bench.XXXXXX")
+PIDS=()
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+# Seconds in a humantime-style duration ("20s", "2m", "1500ms").
+seconds() {
+  python3 -c '
+import re, sys
+total = 0.0
+for n, unit in re.findall(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h)?", sys.argv[1]):
+    total += float(n) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "": 1}[unit]
+print(int(total + 0.999))' "$1"
+}
+# Each run may take its warmup and duration plus a minute of slack.
+BOUND=$(($(seconds "$WARMUP") + $(seconds "$DURATION") + 60))
+
+wait_for() { # URL, what, seconds
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  die "$2 did not answer $1 within $3 s (logs in $TMP)"
+}
+
+ulimit -n 65536 2>/dev/null || true
+
+say "building (release)"
+cargo build --release --bin abridge --example mock_upstream >&2
+BIN=target/release/abridge
+MOCK=target/release/examples/mock_upstream
+
+say "starting the mock upstream on $HOST:$MOCK_PORT"
+"$MOCK" --listen "$HOST:$MOCK_PORT" --latency 0ms --stream-chunks 10 --chunk-interval 1ms \
+  >"$TMP/mock.log" 2>&1 &
+MOCK_PID=$!
+PIDS+=("$MOCK_PID")
+wait_for "http://$HOST:$MOCK_PORT/health" "the mock" 10
+
+cat >"$TMP/providers.toml" <<TOML
+[[providers]]
+name = "mock"
+api_format = "openai"
+base_url = "http://$HOST:$MOCK_PORT/v1"
+api_key = "x"
+models = { big = ["mock-big"], middle = ["mock-mid"], small = ["mock-small"] }
+TOML
+cat >"$TMP/openai.json" <<'JSON'
+{"model":"mock-small","max_tokens":64,"messages":[{"role":"user","content":"Reply with one short sentence."}]}
+JSON
+
+export ABRIDGE_LISTEN="$HOST:$GW_PORT"
+export ABRIDGE_DATABASE="sqlite://$TMP/bench.db"
+export ABRIDGE_PROVIDERS="$TMP/providers.toml"
+
+say "creating a client key"
+KEY=$(timeout 60 "$BIN" keys create --name bench --json |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])') ||
+  die "abridge keys create --name bench --json failed"
+
+say "starting abridge on $HOST:$GW_PORT"
+"$BIN" serve >"$TMP/abridge.log" 2>&1 &
+GW_PID=$!
+PIDS+=("$GW_PID")
+wait_for "http://$HOST:$GW_PORT/ready" "abridge" 30
+
+run() { # NAME, loadtest flags...
+  local name=$1
+  shift
+  say "run $name: $QPS req/s for $DURATION (+$WARMUP warmup)"
+  local rc=0
+  timeout --kill-after=10s "$BOUND" "$BIN" loadtest --qps "$QPS" --duration "$DURATION" \
+    --warmup "$WARMUP" --json "$@" >"$TMP/$name.json" 2>"$TMP/$name.err" || rc=$?
+  # 0 = done, 1 = an SLO failed (none are set here); anything else is a failure.
+  if ((rc > 1)); then
+    cat "$TMP/$name.err" >&2
+    die "run $name failed (exit $rc)"
+  fi
+  grep -v '^loadtest:' "$TMP/$name.err" >&2 || true
+}
+
+run direct --endpoint raw --url "http://$HOST:$MOCK_PORT/v1/chat/completions" \
+  --body "$TMP/openai.json" --watch-pid "$MOCK_PID"
+run gateway --url "http://$HOST:$GW_PORT" --key "$KEY" --model claude-3-5-haiku-latest \
+  --watch-pid "$GW_PID"
+run gateway-stream --url "http://$HOST:$GW_PORT" --key "$KEY" --model claude-3-5-haiku-latest \
+  --stream --watch-pid "$GW_PID"
+
+python3 - "$TMP" <<'PY'
+import json, sys
+tmp = sys.argv[1]
+runs = {n: json.load(open(f"{tmp}/{n}.json")) for n in ("direct", "gateway", "gateway-stream")}
+
+def pct(r, key, field):
+    return (r.get(key) or {}).get(field, float("nan"))
+
+print()
+print(f"{'run':<16}{'req/s':>10}{'ok %':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}"
+      f"{'lag p99':>9}{'ttfb p50':>10}{'srv µs/req':>11}{'srv MB':>8}")
+for name, r in runs.items():
+    q, s = r["requests"], r.get("server") or {}
+    print(f"{name:<16}{q['achieved_qps']:>10.0f}{q['success_pct']:>9.2f}"
+          f"{pct(r, 'latency_ms', 'p50'):>9.3f}{pct(r, 'latency_ms', 'p99'):>9.3f}"
+          f"{pct(r, 'latency_ms', 'p99_9'):>10.3f}{(r['lag']['ms'] or {}).get('p99', float('nan')):>9.3f}"
+          f"{pct(r, 'ttfb_ms', 'p50'):>10.3f}{s.get('cpu_us_per_request', float('nan')):>11.1f}"
+          f"{s.get('peak_rss_mb', float('nan')):>8.1f}")
+
+base = runs["direct"]["latency_ms"]
+print()
+print(f"{'vs direct':<16}{'p50 ×':>9}{'p99 ×':>9}{'+p50 ms':>10}{'+p99 ms':>10}")
+for name in ("gateway", "gateway-stream"):
+    lat = runs[name]["latency_ms"]
+    if not lat or not base:
+        print(f"{name:<16}  no latency measured")
+        continue
+    print(f"{name:<16}{lat['p50'] / base['p50']:>9.2f}{lat['p99'] / base['p99']:>9.2f}"
+          f"{lat['p50'] - base['p50']:>10.3f}{lat['p99'] - base['p99']:>10.3f}")
+for name, r in runs.items():
+    if r["lag"]["behind"]:
+        print(f"note: the generator fell behind in {name} (p99 lag {r['lag']['ms']['p99']} ms);"
+              " its latencies include that")
+PY
