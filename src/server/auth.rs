@@ -9,11 +9,11 @@
 //! task.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -32,13 +32,14 @@ pub struct KeyCache {
     store: Store,
     found: L1<[u8; 32], ApiKey>,
     missing: L1<[u8; 32], ()>,
-    touches: mpsc::Sender<i64>,
+    /// Key id → last use (Unix ms), written out every [`TOUCH_EVERY`].
+    touches: Arc<Mutex<HashMap<i64, i64>>>,
 }
 
 impl KeyCache {
     pub fn new(store: Store, tracker: &TaskTracker, shutdown: CancellationToken) -> Self {
-        let (touches, rx) = mpsc::channel(8192);
-        tracker.spawn(write_touches(store.clone(), rx, shutdown));
+        let touches = Arc::new(Mutex::new(HashMap::new()));
+        tracker.spawn(write_touches(store.clone(), touches.clone(), shutdown));
         Self {
             store,
             found: L1::new(100_000, KEY_TTL),
@@ -70,36 +71,36 @@ impl KeyCache {
 
     /// Notes a use of the key; never waits.
     fn touch(&self, id: i64) {
-        let _ = self.touches.try_send(id);
+        self.touches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, now_ms());
     }
 }
 
-async fn write_touches(store: Store, mut rx: mpsc::Receiver<i64>, shutdown: CancellationToken) {
-    let mut pending: HashMap<i64, i64> = HashMap::new();
+async fn write_touches(
+    store: Store,
+    touches: Arc<Mutex<HashMap<i64, i64>>>,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(TOUCH_EVERY);
     loop {
-        tokio::select! {
-            id = rx.recv() => match id {
-                Some(id) => { pending.insert(id, now_ms()); }
-                None => break,
-            },
-            _ = tick.tick() => flush(&store, &mut pending).await,
-            _ = shutdown.cancelled() => break,
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = shutdown.cancelled() => true,
+        };
+        let uses: Vec<(i64, i64)> =
+            std::mem::take(&mut *touches.lock().unwrap_or_else(|p| p.into_inner()))
+                .into_iter()
+                .collect();
+        if !uses.is_empty()
+            && let Err(e) = store.touch_api_keys(uses).await
+        {
+            tracing::warn!(error = %e, "could not record API key use");
         }
-    }
-    while let Ok(id) = rx.try_recv() {
-        pending.insert(id, now_ms());
-    }
-    flush(&store, &mut pending).await;
-}
-
-async fn flush(store: &Store, pending: &mut HashMap<i64, i64>) {
-    if pending.is_empty() {
-        return;
-    }
-    let uses: Vec<(i64, i64)> = pending.drain().collect();
-    if let Err(e) = store.touch_api_keys(uses).await {
-        tracing::warn!(error = %e, "could not record API key use");
+        if stopping {
+            break;
+        }
     }
 }
 

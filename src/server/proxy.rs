@@ -142,7 +142,7 @@ impl Outgoing<'_> {
                     protocol::to_openai::to_openai(request, &target).map_err(|e| e.to_string())?;
                 let body = serde_json::to_vec(&chat).map_err(|e| e.to_string())?;
                 let mut b = http
-                    .post(spec.endpoint("/chat/completions"))
+                    .post(candidate.upstream.url("/chat/completions")?)
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(body);
                 if let Some(key) = key {
@@ -172,7 +172,7 @@ impl Outgoing<'_> {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or(DEFAULT_ANTHROPIC_VERSION);
                 let mut b = http
-                    .post(spec.endpoint(self.path))
+                    .post(candidate.upstream.url(self.path)?)
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .header("anthropic-version", version)
                     .body(bytes);

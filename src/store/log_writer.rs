@@ -2,9 +2,9 @@
 //!
 //! The request path hands a [`LogRecord`] to [`LogWriter::record`], which
 //! never waits: when the bounded queue is full the record is counted as
-//! dropped. A background task (on the server's `TaskTracker`) writes batches of
-//! up to [`BATCH`] rows, or whatever arrived within [`FLUSH_EVERY`], in one
-//! transaction. On shutdown it drains the queue and flushes before it ends,
+//! dropped. A background task (on the server's `TaskTracker`) wakes every
+//! [`FLUSH_EVERY`] and writes what has queued in transactions of up to
+//! [`BATCH`] rows. On shutdown it drains the queue and flushes before it ends,
 //! so a graceful stop loses no record.
 
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use super::{LogRecord, Store};
 /// Rows per transaction at most.
 pub const BATCH: usize = 512;
 /// Longest a record waits in memory before it is written.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// Records queued at most; beyond it they are dropped and counted.
 pub const QUEUE: usize = 65_536;
 
@@ -67,31 +67,26 @@ async fn run(
     shutdown: CancellationToken,
     stats: Arc<LogStats>,
 ) {
+    // The writer wakes on a timer, never per record: a request that queues a
+    // record costs no task wake-up (the receiver is not waiting on the channel).
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(BATCH);
     loop {
-        tokio::select! {
-            biased;
-            received = rx.recv_many(&mut batch, BATCH) => {
-                if received == 0 {
-                    break;
-                }
-                // Give stragglers a moment to join a partial batch.
-                if batch.len() < BATCH {
-                    let deadline = tokio::time::sleep(FLUSH_EVERY);
-                    tokio::pin!(deadline);
-                    while batch.len() < BATCH {
-                        let room = BATCH - batch.len();
-                        tokio::select! {
-                            _ = &mut deadline => break,
-                            _ = shutdown.cancelled() => break,
-                            n = rx.recv_many(&mut batch, room) => if n == 0 { break },
-                        }
-                    }
-                }
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = shutdown.cancelled() => true,
+        };
+        if stopping {
+            break;
+        }
+        while let Ok(record) = rx.try_recv() {
+            batch.push(record);
+            if batch.len() == BATCH {
                 flush(&store, &mut batch, &stats).await;
             }
-            _ = shutdown.cancelled() => break,
         }
+        flush(&store, &mut batch, &stats).await;
     }
     // Shutdown: take everything still queued, then write it.
     rx.close();

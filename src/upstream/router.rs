@@ -35,6 +35,37 @@ pub struct Upstream {
     pub source: Source,
     pub keys: KeyRing,
     pub breaker: Breaker,
+    /// The request paths' URLs, parsed once: parsing (with IDNA) on every
+    /// request showed up in profiles.
+    urls: Vec<(&'static str, reqwest::Url)>,
+}
+
+/// The paths abridge calls on providers.
+pub const PATHS: [&str; 3] = ["/chat/completions", "/messages", "/messages/count_tokens"];
+
+impl Upstream {
+    pub fn new(spec: ProviderSpec, source: Source, settings: &RoutingSettings) -> Self {
+        let urls = PATHS
+            .iter()
+            .filter_map(|path| Some((*path, reqwest::Url::parse(&spec.endpoint(path)).ok()?)))
+            .collect();
+        Self {
+            keys: KeyRing::new(&spec.api_keys),
+            breaker: Breaker::new(settings.failure_threshold, settings.recovery_timeout),
+            spec,
+            source,
+            urls,
+        }
+    }
+
+    /// The URL for one of [`PATHS`].
+    pub fn url(&self, path: &str) -> Result<reqwest::Url, String> {
+        match self.urls.iter().find(|(p, _)| *p == path) {
+            Some((_, url)) => Ok(url.clone()),
+            None => reqwest::Url::parse(&self.spec.endpoint(path))
+                .map_err(|e| format!("provider {}: invalid URL: {e}", self.spec.name)),
+        }
+    }
 }
 
 /// One provider and the upstream model to ask it for.
@@ -123,12 +154,7 @@ impl Router {
                 });
                 match same {
                     Some(existing) => existing.clone(),
-                    None => Arc::new(Upstream {
-                        keys: KeyRing::new(&spec.api_keys),
-                        breaker: Breaker::new(s.failure_threshold, s.recovery_timeout),
-                        spec,
-                        source,
-                    }),
+                    None => Arc::new(Upstream::new(spec, source, s)),
                 }
             })
             .collect();
