@@ -5,12 +5,14 @@
 #   3. loadtest -> abridge -> mock, streaming
 # then prints one row per run and the gateway's cost relative to the baseline.
 #
-#   QPS=5000 DURATION=20s WARMUP=3s examples/bench.sh
+#   QPS=5000 STREAM_QPS=1000 DURATION=20s WARMUP=3s examples/bench.sh
 #
 # Every process it starts is killed on exit; every run is bounded by timeout.
 set -euo pipefail
 
 QPS=${QPS:-5000}
+# Streams carry ten chunks each, so they run at a lower rate by default.
+STREAM_QPS=${STREAM_QPS:-1000}
 DURATION=${DURATION:-20s}
 WARMUP=${WARMUP:-3s}
 MOCK_PORT=${MOCK_PORT:-9100}
@@ -79,10 +81,16 @@ TOML
 cat >"$TMP/openai.json" <<'JSON'
 {"model":"mock-small","max_tokens":64,"messages":[{"role":"user","content":"Reply with one short sentence."}]}
 JSON
+cat >"$TMP/openai-stream.json" <<'JSON'
+{"model":"mock-small","max_tokens":64,"stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Reply with one short sentence."}]}
+JSON
 
 export ABRIDGE_LISTEN="$HOST:$GW_PORT"
 export ABRIDGE_DATABASE="sqlite://$TMP/bench.db"
 export ABRIDGE_PROVIDERS="$TMP/providers.toml"
+# Keep as many idle upstream connections as may be open at once: with the
+# default 50, bursts above 50 in flight close and reopen connections.
+export HTTP_MAX_KEEPALIVE_CONNECTIONS=200
 
 say "creating a client key"
 KEY=$(timeout 60 "$BIN" keys create --name bench --json |
@@ -95,12 +103,13 @@ GW_PID=$!
 PIDS+=("$GW_PID")
 wait_for "http://$HOST:$GW_PORT/ready" "abridge" 30
 
-run() { # NAME, loadtest flags...
+run() { # NAME, loadtest flags... (RUN_QPS overrides QPS for one run)
   local name=$1
+  local qps=${RUN_QPS:-$QPS}
   shift
-  say "run $name: $QPS req/s for $DURATION (+$WARMUP warmup)"
+  say "run $name: $qps req/s for $DURATION (+$WARMUP warmup)"
   local rc=0
-  timeout --kill-after=10s "$BOUND" "$BIN" loadtest --qps "$QPS" --duration "$DURATION" \
+  timeout --kill-after=10s "$BOUND" "$BIN" loadtest --qps "$qps" --duration "$DURATION" \
     --warmup "$WARMUP" --json "$@" >"$TMP/$name.json" 2>"$TMP/$name.err" || rc=$?
   # 0 = done, 1 = an SLO failed (none are set here); anything else is a failure.
   if ((rc > 1)); then
@@ -112,15 +121,17 @@ run() { # NAME, loadtest flags...
 
 run direct --endpoint raw --url "http://$HOST:$MOCK_PORT/v1/chat/completions" \
   --body "$TMP/openai.json" --watch-pid "$MOCK_PID"
+RUN_QPS=$STREAM_QPS run direct-stream --endpoint raw --stream \
+  --url "http://$HOST:$MOCK_PORT/v1/chat/completions" --body "$TMP/openai-stream.json" --watch-pid "$MOCK_PID"
 run gateway --url "http://$HOST:$GW_PORT" --key "$KEY" --model claude-3-5-haiku-latest \
   --watch-pid "$GW_PID"
-run gateway-stream --url "http://$HOST:$GW_PORT" --key "$KEY" --model claude-3-5-haiku-latest \
+RUN_QPS=$STREAM_QPS run gateway-stream --url "http://$HOST:$GW_PORT" --key "$KEY" --model claude-3-5-haiku-latest \
   --stream --watch-pid "$GW_PID"
 
 python3 - "$TMP" <<'PY'
 import json, sys
 tmp = sys.argv[1]
-runs = {n: json.load(open(f"{tmp}/{n}.json")) for n in ("direct", "gateway", "gateway-stream")}
+runs = {n: json.load(open(f"{tmp}/{n}.json")) for n in ("direct", "direct-stream", "gateway", "gateway-stream")}
 
 def pct(r, key, field):
     return (r.get(key) or {}).get(field, float("nan"))
@@ -136,16 +147,17 @@ for name, r in runs.items():
           f"{pct(r, 'ttfb_ms', 'p50'):>10.3f}{s.get('cpu_us_per_request', float('nan')):>11.1f}"
           f"{s.get('peak_rss_mb', float('nan')):>8.1f}")
 
-base = runs["direct"]["latency_ms"]
 print()
-print(f"{'vs direct':<16}{'p50 ×':>9}{'p99 ×':>9}{'+p50 ms':>10}{'+p99 ms':>10}")
-for name in ("gateway", "gateway-stream"):
-    lat = runs[name]["latency_ms"]
+print(f"{'vs direct':<16}{'p50 ×':>9}{'p99 ×':>9}{'+p50 ms':>10}{'+p99 ms':>10}{'cpu ×':>8}")
+for name, direct in (("gateway", "direct"), ("gateway-stream", "direct-stream")):
+    lat, base = runs[name]["latency_ms"], runs[direct]["latency_ms"]
+    cpu = (runs[name].get("server") or {}).get("cpu_us_per_request", float("nan")) / \
+        (runs[direct].get("server") or {}).get("cpu_us_per_request", float("nan"))
     if not lat or not base:
         print(f"{name:<16}  no latency measured")
         continue
     print(f"{name:<16}{lat['p50'] / base['p50']:>9.2f}{lat['p99'] / base['p99']:>9.2f}"
-          f"{lat['p50'] - base['p50']:>10.3f}{lat['p99'] - base['p99']:>10.3f}")
+          f"{lat['p50'] - base['p50']:>10.3f}{lat['p99'] - base['p99']:>10.3f}{cpu:>8.2f}")
 for name, r in runs.items():
     if r["lag"]["behind"]:
         print(f"note: the generator fell behind in {name} (p99 lag {r['lag']['ms']['p99']} ms);"

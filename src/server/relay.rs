@@ -4,7 +4,6 @@
 //! the upstream is silent. [`LogGuard`] writes the request's log record when
 //! the answer is finished, failed, or dropped because the client went away.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -284,19 +283,21 @@ pub fn converted(
         parser: SseParser,
         converter: StreamConverter,
         guard: LogGuard,
-        queue: VecDeque<Bytes>,
+        /// Events not yet sent, coalesced: everything one upstream read
+        /// produces goes to the client in one write.
+        out: String,
         silent: Duration,
         idle: Duration,
         finished: bool,
     }
 
     impl State {
+        fn emit(&mut self, event: &Event) {
+            self.out.push_str(&event.to_sse());
+        }
+
         fn abort(&mut self, kind: &'static str, message: &str) {
-            self.queue
-                .push_back(event_bytes(&StreamConverter::error_event(
-                    "api_error",
-                    message,
-                )));
+            self.emit(&StreamConverter::error_event("api_error", message));
             self.guard.fail(200, kind);
             self.finished = true;
         }
@@ -306,10 +307,10 @@ pub fn converted(
                 match self.converter.push(&frame.data) {
                     Ok(events) => {
                         for event in &events {
-                            self.queue.push_back(event_bytes(event));
+                            self.emit(event);
                             // Anthropic sends a ping right after message_start; clients expect it.
                             if event.name == "message_start" {
-                                self.queue.push_back(event_bytes(&Event::ping()));
+                                self.emit(&Event::ping());
                             }
                         }
                     }
@@ -335,14 +336,15 @@ pub fn converted(
         parser: SseParser::default(),
         converter: StreamConverter::new(ctx),
         guard,
-        queue: VecDeque::new(),
+        out: String::new(),
         silent: Duration::ZERO,
         idle,
         finished: false,
     };
     let stream = futures_util::stream::unfold(state, |mut s| async move {
         loop {
-            if let Some(bytes) = s.queue.pop_front() {
+            if !s.out.is_empty() {
+                let bytes = Bytes::from(std::mem::take(&mut s.out));
                 return Some((Ok(bytes), s));
             }
             if s.finished {
@@ -354,7 +356,7 @@ pub fn converted(
                     if s.silent >= s.idle {
                         s.abort("timeout", "the provider stopped sending");
                     } else {
-                        s.queue.push_back(event_bytes(&Event::ping()));
+                        s.emit(&Event::ping());
                     }
                 }
                 Ok(Some(Ok(bytes))) => {
@@ -375,8 +377,9 @@ pub fn converted(
                     let rest = s.parser.finish();
                     s.frames(rest);
                     if !s.finished {
-                        let events = s.converter.finish();
-                        s.queue.extend(events.iter().map(event_bytes));
+                        for event in s.converter.finish() {
+                            s.emit(&event);
+                        }
                         s.guard.usage(&s.converter.usage());
                         s.guard.complete();
                         s.finished = true;
