@@ -44,6 +44,14 @@ pub async fn run(overrides: Overrides, command: Command) -> anyhow::Result<ExitC
     let settings = super::settings(&overrides)?;
     let secrets = Secrets::load(&settings.secrets)?;
     let (store, _) = bootstrap::open_store(&settings).await?;
+    // List and test see what a server would: the store plus the providers file.
+    let load = || async {
+        let router = Router::new(&settings.routing);
+        let file = settings.server.providers_file.as_deref();
+        sources::load_all(&router, &store, &secrets.sealer, file)
+            .await
+            .map(|()| router)
+    };
     match command {
         Command::Import { file } => {
             if secrets.ephemeral.contains(&"ENCRYPTION_KEY") {
@@ -72,14 +80,7 @@ pub async fn run(overrides: Overrides, command: Command) -> anyhow::Result<ExitC
             println!("{} provider(s) imported", specs.len());
         }
         Command::List { json } => {
-            let router = Router::new(&settings.routing);
-            sources::load_all(
-                &router,
-                &store,
-                &secrets.sealer,
-                settings.server.providers_file.as_deref(),
-            )
-            .await?;
+            let router = load().await?;
             let rows: Vec<serde_json::Value> = router
                 .snapshot()
                 .iter()
@@ -114,14 +115,7 @@ pub async fn run(overrides: Overrides, command: Command) -> anyhow::Result<ExitC
             }
         }
         Command::Test { name } => {
-            let router = Router::new(&settings.routing);
-            sources::load_all(
-                &router,
-                &store,
-                &secrets.sealer,
-                settings.server.providers_file.as_deref(),
-            )
-            .await?;
+            let router = load().await?;
             let upstream = router
                 .snapshot()
                 .iter()

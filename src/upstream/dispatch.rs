@@ -256,23 +256,18 @@ async fn attempt(
         after: limit,
     };
     let deadline = started + limit;
+    // The connection broke or the upstream could not be reached: worth another try.
+    let broken = |message: String| {
+        let error = DispatchError::Connect {
+            provider: spec.name.clone(),
+            message,
+        };
+        Attempt::Retry(error, None, None)
+    };
     let sent = match tokio::time::timeout_at(deadline, http.send(request)).await {
         Err(_) => return Attempt::Retry(timeout(), None, None),
-        Ok(Err(e)) => {
-            let message = if e.is_timeout() {
-                "timed out".to_string()
-            } else {
-                error_chain(&e)
-            };
-            return Attempt::Retry(
-                DispatchError::Connect {
-                    provider: spec.name.clone(),
-                    message,
-                },
-                None,
-                None,
-            );
-        }
+        Ok(Err(e)) if e.is_timeout() => return broken("timed out".into()),
+        Ok(Err(e)) => return broken(error_chain(&e)),
         Ok(Ok(sent)) => sent,
     };
     let ttfb = started.elapsed();
@@ -281,29 +276,12 @@ async fn attempt(
     let retry_after = retry::retry_after(&headers);
     let streaming_ok = mode == Mode::Streaming && (200..300).contains(&status);
     let body = if streaming_ok {
+        // Commit to a stream only once its first bytes are here.
         let mut response = sent.response;
         match tokio::time::timeout_at(deadline, response.chunk()).await {
             Err(_) => return Attempt::Retry(timeout(), None, None),
-            Ok(Err(e)) => {
-                return Attempt::Retry(
-                    DispatchError::Connect {
-                        provider: spec.name.clone(),
-                        message: error_chain(&e),
-                    },
-                    None,
-                    None,
-                );
-            }
-            Ok(Ok(None)) => {
-                return Attempt::Retry(
-                    DispatchError::Connect {
-                        provider: spec.name.clone(),
-                        message: "the stream ended before any data".into(),
-                    },
-                    None,
-                    None,
-                );
-            }
+            Ok(Err(e)) => return broken(error_chain(&e)),
+            Ok(Ok(None)) => return broken("the stream ended before any data".into()),
             Ok(Ok(Some(first))) => Body::Stream {
                 first,
                 response,
@@ -311,6 +289,7 @@ async fn attempt(
             },
         }
     } else {
+        // Error answers to streaming requests are small: read them whole.
         let deadline = if mode == Mode::Streaming {
             Instant::now() + spec.timeout
         } else {
@@ -318,16 +297,7 @@ async fn attempt(
         };
         match tokio::time::timeout_at(deadline, sent.response.bytes()).await {
             Err(_) => return Attempt::Retry(timeout(), None, None),
-            Ok(Err(e)) => {
-                return Attempt::Retry(
-                    DispatchError::Connect {
-                        provider: spec.name.clone(),
-                        message: error_chain(&e),
-                    },
-                    None,
-                    None,
-                );
-            }
+            Ok(Err(e)) => return broken(error_chain(&e)),
             Ok(Ok(bytes)) => Body::Full(bytes),
         }
     };

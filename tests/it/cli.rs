@@ -291,3 +291,67 @@ async fn sigterm_drains_and_flushes_every_log_record() {
         .unwrap();
     assert_eq!(store.count_logs().await.unwrap(), N as u64);
 }
+
+#[tokio::test]
+async fn providers_import_list_and_test_use_the_store() {
+    let mock = MockUpstream::start(|_, _| Reply::Json(200, openai_text("pong"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    std::fs::write(&file, providers_toml(&[("up", "openai", &mock.url(), 1)])).unwrap();
+    let keyed = |cmd: &mut Command| {
+        cmd.env(
+            "ENCRYPTION_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        );
+    };
+    let mut import = abridge(dir.path());
+    import.args(["providers", "import"]).arg(&file);
+    let (code, _, err) = run(&mut import);
+    assert_eq!(code, 2, "import refuses an ephemeral ENCRYPTION_KEY");
+    assert!(err.contains("ENCRYPTION_KEY"), "{err}");
+    keyed(&mut import);
+    let (code, out, err) = tokio::task::spawn_blocking(move || run(&mut import))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("imported up"), "{out}");
+
+    let mut list = abridge(dir.path());
+    list.args(["providers", "list", "--json"]);
+    keyed(&mut list);
+    let (code, out, _) = tokio::task::spawn_blocking(move || run(&mut list))
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows[0]["name"], "up");
+    assert_eq!(rows[0]["source"], "store");
+    assert_eq!(rows[0]["breaker"], "closed");
+    assert!(!out.contains("up-key"), "keys are never printed");
+
+    let mut test = abridge(dir.path());
+    test.args(["providers", "test", "up"]);
+    keyed(&mut test);
+    let (code, out, err) = tokio::task::spawn_blocking(move || run(&mut test))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out} {err}");
+    assert_eq!(
+        mock.received()[0].headers["authorization"],
+        "Bearer up-key",
+        "the sealed key was opened"
+    );
+    assert_eq!(mock.received()[0].body["max_tokens"], 1);
+
+    let mut wrong_key = abridge(dir.path());
+    wrong_key.args(["providers", "list"]).env(
+        "ENCRYPTION_KEY",
+        "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=",
+    );
+    let (code, _, err) = run(&mut wrong_key);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("provider up") && err.contains("ENCRYPTION_KEY"),
+        "{err}"
+    );
+}
