@@ -85,6 +85,9 @@ pub struct ServerSettings {
     pub providers_file: Option<PathBuf>,
     /// Log filter, in `RUST_LOG` syntax.
     pub log: String,
+    /// Silence on a converted stream after which a `ping` event is sent.
+    #[serde(with = "hdur")]
+    pub ping_interval: Duration,
 }
 
 impl Default for ServerSettings {
@@ -95,6 +98,7 @@ impl Default for ServerSettings {
             shutdown_timeout: Duration::from_secs(30),
             providers_file: None,
             log: "info".into(),
+            ping_interval: Duration::from_secs(10),
         }
     }
 }
@@ -346,6 +350,12 @@ pub const ENV_VARS: &[EnvVar] = &[
         |s, v| { s.server.log = v.to_string() }
     ),
     env_var!(
+        "ABRIDGE_PING_INTERVAL",
+        "server.ping_interval",
+        "silence on a converted stream before a ping event (10s)",
+        |s, v| { s.server.ping_interval = parse_duration(v)? }
+    ),
+    env_var!(
         "JWT_SECRET_KEY",
         "secrets.jwt_secret_key",
         "admin token signing key (ephemeral when unset)",
@@ -577,6 +587,9 @@ impl Settings {
         }
         if self.http.max_connections == 0 {
             return fail("http.max_connections", "must be at least 1, got 0");
+        }
+        if self.server.ping_interval.is_zero() {
+            return fail("server.ping_interval", "must be longer than 0s");
         }
         if self.server.max_body_bytes < 1024 {
             return fail("server.max_body_bytes", "must be at least 1024 bytes");

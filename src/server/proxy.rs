@@ -6,7 +6,7 @@
 //! through unchanged. Streams are relayed by [`super::relay`]. Every request
 //! leaves one `LogRecord`. No SQL and no conversion logic lives here.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request};
@@ -299,7 +299,9 @@ async fn messages(
             };
             relay::passthrough(answer, guard, Some(recorder))
         }
-        ApiFormat::Openai => convert_answer(answer, guard, &request),
+        ApiFormat::Openai => {
+            convert_answer(answer, guard, &request, state.settings.server.ping_interval)
+        }
     }
 }
 
@@ -308,6 +310,7 @@ fn convert_answer(
     answer: Dispatched,
     mut guard: LogGuard,
     request: &anthropic::MessagesRequest,
+    ping: Duration,
 ) -> Response {
     let stop_sequences = request.stop_sequences.clone().unwrap_or_default();
     if !(200..300).contains(&answer.status) {
@@ -338,8 +341,11 @@ fn convert_answer(
             }
         }
         body @ dispatch::Body::Stream { .. } => {
-            let idle = answer.candidate.upstream.spec.timeout;
-            relay::converted(body, guard, request.model.clone(), stop_sequences, idle)
+            let timing = relay::StreamTiming {
+                ping,
+                idle: answer.candidate.upstream.spec.timeout,
+            };
+            relay::converted(body, guard, request.model.clone(), stop_sequences, timing)
         }
     }
 }

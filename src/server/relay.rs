@@ -22,9 +22,6 @@ use crate::upstream::dispatch::{self, Dispatched};
 use crate::upstream::signatures::SignatureBook;
 use crate::upstream::sse::SseParser;
 
-/// How long a converted stream may stay silent before a `ping` is sent.
-pub const PING_EVERY: Duration = Duration::from_secs(10);
-
 /// Response headers that belong to one connection and are never forwarded.
 const HOP_BY_HOP: [&str; 9] = [
     "connection",
@@ -270,13 +267,22 @@ fn note_anthropic_event(guard: &mut LogGuard, recorder: Option<&Recorder>, data:
     }
 }
 
+/// How a converted stream treats upstream silence.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamTiming {
+    /// Silence after which a `ping` event is sent (`ABRIDGE_PING_INTERVAL`).
+    pub ping: Duration,
+    /// Silence after which the stream is given up (the provider's `timeout`).
+    pub idle: Duration,
+}
+
 /// Converts an OpenAI-format stream into Anthropic SSE.
 pub fn converted(
     body: dispatch::Body,
     guard: LogGuard,
     alias: String,
     stop_sequences: Vec<String>,
-    idle: Duration,
+    timing: StreamTiming,
 ) -> Response {
     struct State {
         inner: BoxStream<'static, Result<Bytes, reqwest::Error>>,
@@ -287,7 +293,7 @@ pub fn converted(
         /// produces goes to the client in one write.
         out: String,
         silent: Duration,
-        idle: Duration,
+        timing: StreamTiming,
         finished: bool,
     }
 
@@ -338,7 +344,7 @@ pub fn converted(
         guard,
         out: String::new(),
         silent: Duration::ZERO,
-        idle,
+        timing,
         finished: false,
     };
     let stream = futures_util::stream::unfold(state, |mut s| async move {
@@ -350,10 +356,10 @@ pub fn converted(
             if s.finished {
                 return None;
             }
-            match tokio::time::timeout(PING_EVERY, s.inner.next()).await {
+            match tokio::time::timeout(s.timing.ping, s.inner.next()).await {
                 Err(_) => {
-                    s.silent += PING_EVERY;
-                    if s.silent >= s.idle {
+                    s.silent += s.timing.ping;
+                    if s.silent >= s.timing.idle {
                         s.abort("timeout", "the provider stopped sending");
                     } else {
                         s.emit(&Event::ping());

@@ -357,6 +357,39 @@ mod tests {
     }
 
     #[test]
+    fn sticky_conversations_stay_with_their_provider() {
+        let r = Router::new(&RoutingSettings {
+            sticky: true,
+            ..RoutingSettings::default()
+        });
+        r.replace(vec![
+            (spec("b", 2), Source::File),
+            (spec("a", 1), Source::Store),
+        ]);
+        let conversation = Some(Router::conversation_key("first message"));
+        assert_eq!(
+            r.candidates("opus", conversation).unwrap()[0]
+                .upstream
+                .spec
+                .name,
+            "a"
+        );
+        r.remember(conversation, "b");
+        assert_eq!(
+            r.candidates("opus", conversation).unwrap()[0]
+                .upstream
+                .spec
+                .name,
+            "b"
+        );
+        assert_eq!(
+            r.candidates("opus", None).unwrap()[0].upstream.spec.name,
+            "a",
+            "others keep priority order"
+        );
+    }
+
+    #[test]
     fn reload_keeps_state_of_unchanged_providers() {
         let r = router();
         let a = r.candidates("opus", None).unwrap()[0].upstream.clone();

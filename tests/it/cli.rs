@@ -355,3 +355,78 @@ async fn providers_import_list_and_test_use_the_store() {
         "{err}"
     );
 }
+
+#[test]
+fn first_admin_gets_a_generated_password_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = abridge(dir.path());
+    first.env_remove("ADMIN_PASSWORD").arg("init-db");
+    let (code, _, err) = run(&mut first);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("password:") && err.contains("shown once"),
+        "{err}"
+    );
+    let mut again = abridge(dir.path());
+    again.env_remove("ADMIN_PASSWORD").arg("init-db");
+    let (code, _, err) = run(&mut again);
+    assert_eq!(code, 0);
+    assert!(!err.contains("password:"), "printed only once: {err}");
+}
+
+#[tokio::test]
+async fn loadtest_measures_and_gates_on_slos() {
+    let app = crate::harness::TestApp::spawn("").await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{}", app.addr);
+    let mut ok = abridge(dir.path());
+    ok.args([
+        "loadtest",
+        "--endpoint",
+        "health",
+        "--qps",
+        "200",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--json",
+        "--url",
+        &url,
+    ]);
+    let (code, out, err) = tokio::task::spawn_blocking(move || run(&mut ok))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["requests"]["success_pct"], 100.0, "{report}");
+    let achieved = report["requests"]["achieved_qps"].as_f64().unwrap();
+    assert!((150.0..=250.0).contains(&achieved), "{achieved}");
+
+    let mut strict = abridge(dir.path());
+    strict.args([
+        "loadtest",
+        "--endpoint",
+        "health",
+        "--qps",
+        "100",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "0s",
+        "--max-p99",
+        "1us",
+        "--url",
+        &url,
+    ]);
+    let (code, _, err) = tokio::task::spawn_blocking(move || run(&mut strict))
+        .await
+        .unwrap();
+    assert_eq!(code, 1, "an SLO that cannot be met fails the run: {err}");
+
+    let mut bad = abridge(dir.path());
+    bad.args(["loadtest", "--qps", "0", "--url", &url]);
+    let (code, _, err) = run(&mut bad);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

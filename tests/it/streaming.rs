@@ -139,3 +139,37 @@ async fn broken_upstream_stream_ends_with_an_error_event() {
     assert_eq!(last.1["type"], "error");
     assert_eq!(last.1["error"]["type"], "api_error");
 }
+
+#[tokio::test]
+async fn silent_upstream_gets_ping_keepalives() {
+    let chunks = vec![
+        (
+            Duration::ZERO,
+            format!("data: {}\n\n", chunk(json!({"content": "a"}), None)),
+        ),
+        (
+            Duration::from_millis(700),
+            format!("data: {}\n\n", chunk(json!({"content": "b"}), Some("stop"))),
+        ),
+        (Duration::ZERO, "data: [DONE]\n\n".to_string()),
+    ];
+    let mock = MockUpstream::start(move |_, _| Reply::Chunks(chunks.clone())).await;
+    let app = TestApp::spawn_with(&providers_toml(&[("p", "openai", &mock.url(), 1)]), |s| {
+        s.server.ping_interval = Duration::from_millis(200);
+    })
+    .await;
+    let r = app
+        .post("/v1/messages")
+        .json(&json!({"model": "sonnet", "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let events = sse_events(&r.text().await.unwrap());
+    let n = names(&events);
+    let pings = n.iter().filter(|e| **e == "ping").count();
+    assert!(
+        pings >= 3,
+        "one after message_start and at least two while silent: {n:?}"
+    );
+    assert_eq!(n.last(), Some(&"message_stop"));
+}
