@@ -89,6 +89,8 @@ async fn main() -> anyhow::Result<()> {
             "/health",
             get(|| async { axum::Json(json!({"status": "ok"})) }),
         )
+        // Like a real provider, accept the multi-MB bodies Claude Code sends.
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
         .with_state(mock);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("listening on http://{}", listener.local_addr()?);

@@ -19,3 +19,13 @@ pub fn init(filter: &str) {
         .with_target(false)
         .try_init();
 }
+
+/// Writes a line for the operator to stderr. Unlike `eprintln!` it never
+/// panics when stderr is closed (a daemon must not die over a notice).
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}

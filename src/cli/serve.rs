@@ -42,7 +42,7 @@ pub async fn run(mut overrides: Overrides, args: Args) -> anyhow::Result<ExitCod
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     tracing::info!("listening on http://{addr}");
-    eprintln!("abridge listening on http://{addr}");
+    crate::note!("abridge listening on http://{addr}");
     server::run(listener, state, server::shutdown::signal()).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -54,15 +54,16 @@ pub async fn ensure_admin(store: &Store, settings: &Settings) -> anyhow::Result<
         )
         .await?;
     if generated {
-        eprintln!(
+        crate::note!(
             "\n=====================================================================\n\
              created the first admin user\n    email:    {}\n    password: {}\n\
              this password is shown once; store it now (or set ADMIN_PASSWORD)\n\
              =====================================================================\n",
-            user.email, password
+            user.email,
+            password
         );
     } else {
-        eprintln!(
+        crate::note!(
             "created the first admin user {} with ADMIN_PASSWORD",
             user.email
         );
@@ -76,11 +77,11 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let warnings = secrets.warnings();
     if !warnings.is_empty() {
         let bar = "!".repeat(72);
-        eprintln!("\n{bar}");
+        crate::note!("\n{bar}");
         for warning in &warnings {
-            eprintln!("WARNING: {warning}");
+            crate::note!("WARNING: {warning}");
         }
-        eprintln!("{bar}\n");
+        crate::note!("{bar}\n");
     }
     let (store, report) = open_store(&settings).await?;
     if report.changed() {

@@ -356,3 +356,73 @@ async fn probes_answer() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["providers"], 1);
 }
+
+#[tokio::test]
+async fn providers_file_changes_apply_without_a_restart() {
+    let first = MockUpstream::start(|_, _| Reply::Json(200, openai_text("first"))).await;
+    let second = MockUpstream::start(|_, _| Reply::Json(200, openai_text("second"))).await;
+    let app = TestApp::spawn(&providers_toml(&[("p", "openai", &first.url(), 1)])).await;
+    assert_eq!(
+        app.messages(hello("sonnet")).await.1["content"][0]["text"],
+        "first"
+    );
+    let file = app.state.settings.server.providers_file.clone().unwrap();
+    // A broken file keeps the providers that work.
+    std::fs::write(&file, "[[providers]]\nname = ").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        app.messages(hello("sonnet")).await.1["content"][0]["text"],
+        "first"
+    );
+    std::fs::write(&file, providers_toml(&[("q", "openai", &second.url(), 1)])).unwrap();
+    let mut answer = String::new();
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        answer = app.messages(hello("sonnet")).await.1["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if answer == "second" {
+            break;
+        }
+    }
+    assert_eq!(answer, "second", "the new file is picked up");
+    assert_eq!(
+        app.messages(hello("p/p-mid")).await.0,
+        404,
+        "the old provider is gone"
+    );
+}
+
+#[tokio::test]
+async fn claude_code_sized_requests_pass() {
+    let (mock, app) = openai_app().await;
+    let tools: Vec<serde_json::Value> = (0..25)
+        .map(|i| json!({"name": format!("tool_{i}"), "description": "x".repeat(400), "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}}))
+        .collect();
+    let image = "A".repeat(6 * 1024 * 1024);
+    let body = json!({
+        "model": "claude-sonnet-4-5", "max_tokens": 1000, "tools": tools,
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "look"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": image}}
+        ]}]
+    });
+    let r = app
+        .post("/v1/messages?beta=true")
+        .header("anthropic-beta", "claude-code-20250219")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sent = &mock.received()[0].body;
+    assert_eq!(sent["tools"].as_array().unwrap().len(), 25);
+    assert!(
+        sent["messages"][0]["content"][1]["image_url"]["url"]
+            .as_str()
+            .unwrap()
+            .len()
+            > 6 * 1024 * 1024
+    );
+}

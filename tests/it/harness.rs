@@ -116,7 +116,10 @@ impl MockUpstream {
             script: Arc::new(script),
             abandoned: abandoned.clone(),
         };
-        let app = axum::Router::new().fallback(handle).with_state(state);
+        let app = axum::Router::new()
+            .fallback(handle)
+            .layer(axum::extract::DefaultBodyLimit::disable())
+            .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
