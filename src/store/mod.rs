@@ -120,6 +120,12 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Page cache of the writer: request-log inserts touch the table's tail and
+/// its index, so a few MB keep them in memory without growing RSS with the log.
+const WRITER_CACHE_KIB: i64 = 8 * 1024;
+/// Page cache of each reader: readers serve small tables (keys, providers, users).
+const READER_CACHE_KIB: i64 = 1024;
+
 fn configure(conn: &mut rusqlite::Connection, cache_kib: i64) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.execute_batch(&format!(
@@ -148,7 +154,7 @@ impl Store {
                         "could not switch to WAL mode (got {mode})"
                     )));
                 }
-                configure(conn, 16 * 1024)?;
+                configure(conn, WRITER_CACHE_KIB)?;
                 Ok(())
             })
             .await?;
@@ -160,7 +166,7 @@ impl Store {
             )
             .await?;
             reader
-                .call(|conn| -> Result<()> { Ok(configure(conn, 2 * 1024)?) })
+                .call(|conn| -> Result<()> { Ok(configure(conn, READER_CACHE_KIB)?) })
                 .await?;
             conns.push(reader);
         }
