@@ -14,7 +14,7 @@ use crate::upstream::{HttpClient, Router, probe, provider, sources};
 /// Manage upstream providers (stored in the database; a providers file can add more).
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// List providers from the store and the providers file, with breaker and key state.
+    /// List providers from the store and the providers file (a running server shows live breaker state on /ready).
     ///
     /// Example: abridge providers list --json
     #[command(verbatim_doc_comment)]
@@ -88,7 +88,7 @@ pub async fn run(overrides: Overrides, command: Command) -> anyhow::Result<ExitC
                     serde_json::json!({
                         "name": u.spec.name, "api_format": u.spec.api_format, "base_url": u.spec.base_url,
                         "priority": u.spec.priority, "weight": u.spec.weight, "enabled": u.spec.enabled,
-                        "source": u.source, "breaker": u.breaker.state(), "keys": u.keys.counts(),
+                        "source": u.source, "keys": u.keys.counts(),
                         "models": u.spec.models,
                     })
                 })

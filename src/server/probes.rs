@@ -19,14 +19,26 @@ async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Readiness: the store answers a query.
+/// Readiness: the store answers a query. Also shows each provider's live
+/// breaker and key state (names only: no URLs, no keys).
 async fn ready(state: AppState) -> Response {
     match state.store.ping().await {
-        Ok(()) => Json(json!({
-            "status": "ready",
-            "providers": state.router.len(),
-        }))
-        .into_response(),
+        Ok(()) => {
+            let providers: Vec<serde_json::Value> = state
+                .router
+                .snapshot()
+                .iter()
+                .map(|u| {
+                    json!({
+                        "name": u.spec.name,
+                        "enabled": u.spec.enabled,
+                        "breaker": u.breaker.state(),
+                        "keys": u.keys.counts(),
+                    })
+                })
+                .collect();
+            Json(json!({"status": "ready", "providers": providers})).into_response()
+        }
         Err(e) => {
             let mut response =
                 Error::Overloaded(format!("store unavailable: {e}")).into_api_response();

@@ -326,7 +326,7 @@ async fn providers_import_list_and_test_use_the_store() {
     let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(rows[0]["name"], "up");
     assert_eq!(rows[0]["source"], "store");
-    assert_eq!(rows[0]["breaker"], "closed");
+    assert_eq!(rows[0]["keys"]["total"], 1);
     assert!(!out.contains("up-key"), "keys are never printed");
 
     let mut test = abridge(dir.path());

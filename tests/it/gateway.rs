@@ -354,7 +354,11 @@ async fn probes_answer() {
     assert_eq!(r.status(), 200);
     let r = app.client.get(app.url("/ready")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["providers"], 1);
+    let ready: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(ready["providers"][0]["name"], "p");
+    assert_eq!(ready["providers"][0]["breaker"], "closed");
+    assert_eq!(ready["providers"][0]["keys"]["total"], 1);
+    assert!(!ready.to_string().contains("p-key"), "never a key");
 }
 
 #[tokio::test]

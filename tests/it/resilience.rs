@@ -68,16 +68,25 @@ async fn breaker_opens_then_recovers_through_a_probe() {
         );
     }
     assert_eq!(flaky.received().len(), 2, "an open breaker is skipped");
-    let flaky_state = app
-        .state
-        .router
-        .snapshot()
-        .iter()
-        .find(|u| u.spec.name == "flaky")
+    let ready: serde_json::Value = app
+        .client
+        .get(app.url("/ready"))
+        .send()
+        .await
         .unwrap()
-        .breaker
-        .state();
-    assert_eq!(flaky_state, abridge::upstream::breaker::BreakerState::Open);
+        .json()
+        .await
+        .unwrap();
+    let flaky_ready = ready["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "flaky")
+        .unwrap();
+    assert_eq!(
+        flaky_ready["breaker"], "open",
+        "breaker state is visible on /ready"
+    );
 
     healthy.store(true, std::sync::atomic::Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(500)).await;
