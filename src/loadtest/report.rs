@@ -1,4 +1,4 @@
-//! Aggregating: merges the workers' [`Recorder`]s into one [`Report`], the
+//! Aggregating: merges the workers' `Recorder`s into one [`Report`], the
 //! single value both presentations (`render.rs` text, serde JSON) read.
 //!
 //! Percentiles come from the merged histograms, so they are exact up to the

@@ -1,7 +1,7 @@
 //! Measuring: the worker tasks that send requests and record what happened.
 //!
 //! A fixed pool of `concurrency` workers (no task per request). Each waits
-//! for a permit from the [`Pacer`](super::schedule::Pacer), claims the next
+//! for a permit from the [`Pacer`], claims the next
 //! index from a shared counter, sends, reads the whole body and records into
 //! its own [`Recorder`]; recorders are merged only at the end (`report.rs`),
 //! so the hot path shares nothing but two atomics and the live-view mutex.
