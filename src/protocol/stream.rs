@@ -165,6 +165,11 @@ impl StreamConverter {
         self.usage.as_ref().map(map_usage).unwrap_or_default()
     }
 
+    /// Whether `message_stop` has been emitted (after `[DONE]` or `finish`).
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
     /// The `id` sent in `message_start`.
     pub fn message_id(&self) -> &str {
         &self.message_id

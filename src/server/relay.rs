@@ -158,6 +158,7 @@ pub fn passthrough(
     mut guard: LogGuard,
     recorder: Option<Recorder>,
 ) -> Response {
+    let idle = answer.candidate.upstream.spec.timeout;
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let ok = status.is_success();
     let body = match answer.body {
@@ -181,7 +182,7 @@ pub fn passthrough(
             Body::from(bytes)
         }
         stream @ dispatch::Body::Stream { .. } => {
-            Body::from_stream(observe(stream.into_stream(), guard, recorder))
+            Body::from_stream(observe(stream.into_stream(), guard, recorder, idle))
         }
     };
     let mut response = Response::new(body);
@@ -195,16 +196,21 @@ pub fn passthrough(
 }
 
 /// Relays a passthrough stream byte for byte, reading usage on the side.
+/// Silence longer than `idle` (the provider's timeout) ends it with an
+/// `error` event, so a stalled upstream cannot hold a connection forever.
 fn observe(
     inner: BoxStream<'static, Result<Bytes, reqwest::Error>>,
     guard: LogGuard,
     recorder: Option<Recorder>,
+    idle: Duration,
 ) -> BoxStream<'static, Result<Bytes, std::convert::Infallible>> {
     struct State {
         inner: BoxStream<'static, Result<Bytes, reqwest::Error>>,
         parser: SseParser,
         guard: LogGuard,
         recorder: Option<Recorder>,
+        /// `message_stop` went by: the answer is whole, whatever follows.
+        stopped: bool,
         finished: bool,
     }
     let state = State {
@@ -212,30 +218,36 @@ fn observe(
         parser: SseParser::default(),
         guard,
         recorder,
+        stopped: false,
         finished: false,
     };
-    futures_util::stream::unfold(state, |mut s| async move {
+    futures_util::stream::unfold(state, move |mut s| async move {
         if s.finished {
             return None;
         }
-        match s.inner.next().await {
-            Some(Ok(bytes)) => {
+        let failure = match tokio::time::timeout(idle, s.inner.next()).await {
+            Ok(Some(Ok(bytes))) => {
                 for frame in s.parser.push(&bytes).unwrap_or_default() {
-                    note_anthropic_event(&mut s.guard, s.recorder.as_ref(), &frame.data);
+                    s.stopped |=
+                        note_anthropic_event(&mut s.guard, s.recorder.as_ref(), &frame.data);
                 }
-                Some((Ok(bytes), s))
+                return Some((Ok(bytes), s));
             }
-            Some(Err(e)) => {
-                s.finished = true;
-                s.guard.fail(200, "stream_interrupted");
-                let event = StreamConverter::error_event(
-                    "api_error",
-                    &format!("the provider's stream broke off: {e}"),
-                );
+            Ok(None) => None,
+            Ok(Some(Err(e))) => Some((
+                "stream_interrupted",
+                format!("the provider's stream broke off: {e}"),
+            )),
+            Err(_) => Some(("timeout", format!("the provider sent nothing for {idle:?}"))),
+        };
+        s.finished = true;
+        match failure {
+            Some((kind, message)) if !s.stopped => {
+                s.guard.fail(200, kind);
+                let event = StreamConverter::error_event("api_error", &message);
                 Some((Ok(event_bytes(&event)), s))
             }
-            None => {
-                s.finished = true;
+            _ => {
                 s.guard.complete();
                 None
             }
@@ -244,9 +256,11 @@ fn observe(
     .boxed()
 }
 
-fn note_anthropic_event(guard: &mut LogGuard, recorder: Option<&Recorder>, data: &str) {
+/// Reads one passthrough event for usage, signatures and errors; true when
+/// it is `message_stop`.
+fn note_anthropic_event(guard: &mut LogGuard, recorder: Option<&Recorder>, data: &str) -> bool {
     let Ok(value) = serde_json::from_str::<serde_json::Value>(data) else {
-        return;
+        return false;
     };
     if let (Some(recorder), Some(signature)) = (recorder, thinking::signature_in_event(&value)) {
         recorder.note(signature);
@@ -262,9 +276,14 @@ fn note_anthropic_event(guard: &mut LogGuard, recorder: Option<&Recorder>, data:
                 guard.usage_json(usage);
             }
         }
+        Some("message_stop") => {
+            guard.complete();
+            return true;
+        }
         Some("error") => guard.fail(200, "upstream_stream_error"),
         _ => {}
     }
+    false
 }
 
 /// How a converted stream treats upstream silence.
@@ -298,6 +317,13 @@ pub fn converted(
     }
 
     impl State {
+        /// The answer is complete: record its usage and stop.
+        fn done(&mut self) {
+            self.guard.usage(&self.converter.usage());
+            self.guard.complete();
+            self.finished = true;
+        }
+
         fn emit(&mut self, event: &Event) {
             self.out.push_str(&event.to_sse());
         }
@@ -374,6 +400,11 @@ pub fn converted(
                             &format!("invalid stream from provider: {e}"),
                         ),
                     }
+                    // `[DONE]` ends the answer even if the upstream keeps the
+                    // connection open: stop reading and account for it now.
+                    if !s.finished && s.converter.is_finished() {
+                        s.done();
+                    }
                 }
                 Ok(Some(Err(e))) => s.abort(
                     "stream_interrupted",
@@ -386,9 +417,7 @@ pub fn converted(
                         for event in s.converter.finish() {
                             s.emit(&event);
                         }
-                        s.guard.usage(&s.converter.usage());
-                        s.guard.complete();
-                        s.finished = true;
+                        s.done();
                     }
                 }
             }

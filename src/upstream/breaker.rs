@@ -45,23 +45,24 @@ impl Breaker {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether a request may go to this provider now. In half-open state only
-    /// one probe is allowed at a time.
-    pub fn try_acquire(&self) -> bool {
+    /// A pass for one request to this provider, or `None` while the breaker
+    /// is open. In half-open state only one pass (the probe) is handed out.
+    pub fn try_acquire(&self) -> Option<Pass<'_>> {
         let mut state = self.lock();
-        match *state {
-            State::Closed { .. } => true,
-            State::Open { until } if Instant::now() >= until => {
-                *state = State::HalfOpen { probing: true };
-                true
-            }
-            State::Open { .. } => false,
-            State::HalfOpen { probing: true } => false,
-            State::HalfOpen { probing: false } => {
-                *state = State::HalfOpen { probing: true };
-                true
-            }
+        let probe = match *state {
+            State::Closed { .. } => false,
+            State::Open { until } if Instant::now() >= until => true,
+            State::Open { .. } | State::HalfOpen { probing: true } => return None,
+            State::HalfOpen { probing: false } => true,
+        };
+        if probe {
+            *state = State::HalfOpen { probing: true };
         }
+        Some(Pass {
+            breaker: self,
+            probe,
+            settled: false,
+        })
     }
 
     /// Whether the provider would be tried now (without taking the probe).
@@ -90,8 +91,8 @@ impl Breaker {
         };
     }
 
-    /// Releases a probe that ended neither in success nor failure (e.g. a client error).
-    pub fn release(&self) {
+    /// Hands the probe back without a verdict, so another request may probe.
+    fn release(&self) {
         let mut state = self.lock();
         if let State::HalfOpen { probing: true } = *state {
             *state = State::HalfOpen { probing: false };
@@ -108,6 +109,37 @@ impl Breaker {
     }
 }
 
+/// Permission for one request, from [`Breaker::try_acquire`]. A probe that
+/// is dropped without a verdict (the client went away, the request could not
+/// be built, the answer was a client error) is handed back, so the breaker
+/// can never stay half-open with nobody probing.
+#[derive(Debug)]
+pub struct Pass<'a> {
+    breaker: &'a Breaker,
+    probe: bool,
+    settled: bool,
+}
+
+impl Pass<'_> {
+    pub fn success(&mut self) {
+        self.breaker.record_success();
+        self.settled = true;
+    }
+
+    pub fn failure(&mut self) {
+        self.breaker.record_failure();
+        self.settled = true;
+    }
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        if self.probe && !self.settled {
+            self.breaker.release();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,26 +148,47 @@ mod tests {
     async fn opens_after_threshold_and_recovers_through_one_probe() {
         let b = Breaker::new(3, Duration::from_secs(60));
         for _ in 0..2 {
-            assert!(b.try_acquire());
-            b.record_failure();
+            b.try_acquire().unwrap().failure();
         }
         assert_eq!(b.state(), BreakerState::Closed);
-        assert!(b.try_acquire());
-        b.record_failure();
+        b.try_acquire().unwrap().failure();
         assert_eq!(b.state(), BreakerState::Open);
-        assert!(!b.try_acquire());
+        assert!(b.try_acquire().is_none());
 
         tokio::time::advance(Duration::from_secs(61)).await;
-        assert!(b.try_acquire(), "one probe after the recovery timeout");
-        assert!(!b.try_acquire(), "only one probe at a time");
-        b.record_failure();
+        let mut probe = b
+            .try_acquire()
+            .expect("one probe after the recovery timeout");
+        assert!(b.try_acquire().is_none(), "only one probe at a time");
+        probe.failure();
+        drop(probe);
         assert_eq!(b.state(), BreakerState::Open);
 
         tokio::time::advance(Duration::from_secs(61)).await;
-        assert!(b.try_acquire());
-        b.record_success();
+        b.try_acquire().unwrap().success();
         assert_eq!(b.state(), BreakerState::Closed);
-        assert!(b.try_acquire());
+        assert!(b.try_acquire().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_probe_is_handed_back() {
+        let b = Breaker::new(1, Duration::from_secs(1));
+        b.try_acquire().unwrap().failure();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        drop(b.try_acquire().expect("probe"));
+        assert!(b.is_available(), "nobody is probing any more");
+        assert!(b.try_acquire().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_normal_pass_never_releases_someone_elses_probe() {
+        let b = Breaker::new(1, Duration::from_secs(1));
+        let normal = b.try_acquire().unwrap();
+        b.record_failure();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let _probe = b.try_acquire().expect("probe");
+        drop(normal);
+        assert!(b.try_acquire().is_none(), "the probe is still out");
     }
 
     #[tokio::test(start_paused = true)]

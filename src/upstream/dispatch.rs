@@ -140,9 +140,9 @@ pub async fn dispatch(
     let mut failovers = 0;
     for candidate in candidates {
         let upstream = candidate.upstream.clone();
-        if !upstream.breaker.try_acquire() {
+        let Some(mut pass) = upstream.breaker.try_acquire() else {
             continue;
-        }
+        };
         let spec = &upstream.spec;
         let mut tried_keys: Vec<usize> = Vec::new();
         let mut retries = 0;
@@ -152,14 +152,24 @@ pub async fn dispatch(
             } else {
                 match upstream.keys.pick(&tried_keys) {
                     Some(k) => Some(k),
-                    None if retries < spec.max_retries && tried_keys.is_empty() => {
-                        // Every key is cooling down: wait for backoff, then retry.
+                    None if retries < spec.max_retries
+                        && tried_keys.is_empty()
+                        && upstream.keys.counts().cooling > 0 =>
+                    {
+                        // Every usable key is cooling down: wait, then retry.
                         retries += 1;
                         tokio::time::sleep(retry::backoff(backoff, retries)).await;
                         continue;
                     }
                     None => {
-                        upstream.breaker.release();
+                        if upstream.keys.counts().disabled == upstream.keys.counts().total {
+                            last_error = DispatchError::Rejected {
+                                provider: spec.name.clone(),
+                                message:
+                                    "every API key was refused (401/403); fix the keys and reload"
+                                        .into(),
+                            };
+                        }
                         break;
                     }
                 }
@@ -181,10 +191,10 @@ pub async fn dispatch(
                             continue;
                         }
                         _ => {
+                            // A client error says nothing about the provider's
+                            // health: the pass is dropped without a verdict.
                             if (200..300).contains(&status) {
-                                upstream.breaker.record_success();
-                            } else {
-                                upstream.breaker.release();
+                                pass.success();
                             }
                             return Ok(answer);
                         }
@@ -201,7 +211,7 @@ pub async fn dispatch(
                             tried_keys.push(index);
                         }
                     } else {
-                        upstream.breaker.record_failure();
+                        pass.failure();
                     }
                     tracing::warn!(provider = %spec.name, error = %error, ?status, "upstream attempt failed");
                     last_error = error;
@@ -215,7 +225,6 @@ pub async fn dispatch(
                     }
                     if retries >= spec.max_retries || upstream.breaker.state() == BreakerState::Open
                     {
-                        upstream.breaker.release();
                         break;
                     }
                     retries += 1;

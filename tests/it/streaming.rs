@@ -173,3 +173,61 @@ async fn silent_upstream_gets_ping_keepalives() {
     );
     assert_eq!(n.last(), Some(&"message_stop"));
 }
+
+#[tokio::test]
+async fn done_ends_the_answer_even_if_the_upstream_lingers() {
+    let chunks = vec![
+        (
+            Duration::ZERO,
+            format!(
+                "data: {}\n\n",
+                chunk(json!({"content": "hi"}), Some("stop"))
+            ),
+        ),
+        (
+            Duration::ZERO,
+            format!(
+                "data: {}\n\n",
+                json!({"id": "c", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 1}})
+            ),
+        ),
+        (Duration::ZERO, "data: [DONE]\n\n".to_string()),
+        (
+            Duration::from_secs(5),
+            ": the upstream keeps the connection open\n\n".to_string(),
+        ),
+    ];
+    let mock = MockUpstream::start(move |_, _| Reply::Chunks(chunks.clone())).await;
+    let app = TestApp::spawn_with(&providers_toml(&[("p", "openai", &mock.url(), 1)]), |s| {
+        s.server.ping_interval = Duration::from_millis(100);
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let r = app
+        .post("/v1/messages")
+        .json(&json!({"model": "sonnet", "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let events = sse_events(&r.text().await.unwrap());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the answer ended at [DONE]"
+    );
+    assert_eq!(
+        names(&events).last(),
+        Some(&"message_stop"),
+        "nothing after message_stop"
+    );
+    let state = app.stop().await;
+    let log = &state.store.recent_logs(1).await.unwrap()[0];
+    assert_eq!(
+        (
+            log.status,
+            log.error_kind.as_deref(),
+            log.input_tokens,
+            log.output_tokens
+        ),
+        (200, None, 5, 1)
+    );
+}
