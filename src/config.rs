@@ -622,9 +622,13 @@ impl Settings {
         Ok(())
     }
 
-    /// The effective settings as TOML, every secret masked.
+    /// The effective settings as TOML, every secret masked (a password in
+    /// the database URL too).
     pub fn to_masked_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
+        let mut shown = self.clone();
+        shown.database.url = crate::store::redact_url(&self.database.url);
+        toml::to_string_pretty(&shown)
+            .unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
     }
 }
 

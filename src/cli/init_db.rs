@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use crate::config::Overrides;
 use crate::server::bootstrap;
+use crate::store::redact_url;
 
 /// Create or migrate the database and make sure an admin user exists; running it twice is harmless.
 ///
@@ -18,12 +19,15 @@ pub async fn run(overrides: Overrides, _args: Args) -> anyhow::Result<ExitCode> 
     if report.changed() {
         println!(
             "migrated {} from schema version {} to {}",
-            settings.database.url, report.from, report.to
+            redact_url(&settings.database.url),
+            report.from,
+            report.to
         );
     } else {
         println!(
             "{} is up to date (schema version {})",
-            settings.database.url, report.to
+            redact_url(&settings.database.url),
+            report.to
         );
     }
     println!("journal mode: {}", store.journal_mode().await?);

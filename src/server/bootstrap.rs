@@ -11,7 +11,7 @@ use super::auth::KeyCache;
 use super::{App, AppState};
 use crate::config::Settings;
 use crate::secrets::{Secrets, password};
-use crate::store::{AuditEntry, DbUrl, LogWriter, MigrationReport, Role, Store};
+use crate::store::{AuditEntry, DbUrl, LogWriter, MigrationReport, Role, Store, redact_url};
 use crate::upstream::{HttpClient, Router};
 
 /// Opens the configured database and brings its schema up to date.
@@ -23,11 +23,18 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<(Store, Migration
         settings.database.pool_timeout,
     )
     .await
-    .with_context(|| format!("cannot open database {}", settings.database.url))?;
-    let report = store
-        .migrate()
-        .await
-        .with_context(|| format!("cannot migrate database {}", settings.database.url))?;
+    .with_context(|| {
+        format!(
+            "cannot open database {}",
+            redact_url(&settings.database.url)
+        )
+    })?;
+    let report = store.migrate().await.with_context(|| {
+        format!(
+            "cannot migrate database {}",
+            redact_url(&settings.database.url)
+        )
+    })?;
     Ok((store, report))
 }
 

@@ -66,22 +66,39 @@ pub struct DbUrl {
     pub path: PathBuf,
 }
 
+/// A database URL fit for messages and logs: a password in it is masked.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let host_start = rest.find('/').unwrap_or(rest.len());
+    match rest[..host_start].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or_default();
+            format!("{}{user}:*****{}", &url[..scheme_end], &rest[at..])
+        }
+        None => url.to_string(),
+    }
+}
+
 impl DbUrl {
     pub fn parse(url: &str) -> std::result::Result<Self, String> {
+        let shown = redact_url(url);
         let path = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
             .ok_or_else(|| {
                 if url.starts_with("postgres") {
                     format!(
-                        "`{url}`: PostgreSQL is not supported by this version; use sqlite://PATH"
+                        "`{shown}`: PostgreSQL is not supported by this version; use sqlite://PATH"
                     )
                 } else {
-                    format!("`{url}` is not a database URL; expected sqlite://PATH")
+                    format!("`{shown}` is not a database URL; expected sqlite://PATH")
                 }
             })?;
         if path.is_empty() {
-            return Err(format!("`{url}` names no file; expected sqlite://PATH"));
+            return Err(format!("`{shown}` names no file; expected sqlite://PATH"));
         }
         Ok(Self {
             path: PathBuf::from(path),
@@ -280,6 +297,12 @@ mod tests {
         );
         assert!(DbUrl::parse("mysql://x").is_err());
         assert!(DbUrl::parse("sqlite://").is_err());
+        let err = DbUrl::parse("postgres://app:hunter2@db:5432/x").unwrap_err();
+        assert!(
+            !err.contains("hunter2") && err.contains("app:*****@db"),
+            "{err}"
+        );
+        assert_eq!(redact_url("sqlite://./a.db"), "sqlite://./a.db");
     }
 
     #[tokio::test]
