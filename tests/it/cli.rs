@@ -125,10 +125,9 @@ fn print_config_masks_secrets() {
     assert!(out.contains("jwt_secret_key = \"*****\""), "{out}");
 }
 
-#[test]
-fn create_admin_enforces_length_and_hashes_with_argon2id() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut short = abridge(dir.path())
+/// Runs `create-admin` with `password` on standard input.
+fn create_admin(dir: &Path, password: &str) -> Output {
+    let mut child = abridge(dir)
         .args([
             "create-admin",
             "--email",
@@ -140,34 +139,23 @@ fn create_admin_enforces_length_and_hashes_with_argon2id() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    short
+    child
         .stdin
         .take()
         .unwrap()
-        .write_all(b"elevenchars\n")
+        .write_all(format!("{password}\n").as_bytes())
         .unwrap();
-    let out = short.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn create_admin_enforces_length_and_hashes_with_argon2id() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = create_admin(dir.path(), "elevenchars");
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("12"));
 
-    let mut ok = abridge(dir.path())
-        .args([
-            "create-admin",
-            "--email",
-            "ops@example.com",
-            "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    ok.stdin
-        .take()
-        .unwrap()
-        .write_all(b"twelve chars\n")
-        .unwrap();
-    let out = ok.wait_with_output().unwrap();
+    let out = create_admin(dir.path(), "twelve chars");
     assert_eq!(
         out.status.code(),
         Some(0),

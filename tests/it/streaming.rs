@@ -10,17 +10,21 @@ fn chunk(delta: serde_json::Value, finish: Option<&str>) -> serde_json::Value {
     json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
 }
 
+/// Sends a small streaming request for `sonnet`.
+async fn stream_request(app: &TestApp) -> reqwest::Response {
+    app.post("/v1/messages")
+        .json(&json!({"model": "sonnet", "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn stream_through(
     chunks: Vec<(Duration, String)>,
 ) -> (MockUpstream, Vec<(String, serde_json::Value)>) {
     let mock = MockUpstream::start(move |_, _| Reply::Chunks(chunks.clone())).await;
     let app = TestApp::spawn(&providers_toml(&[("p", "openai", &mock.url(), 1)])).await;
-    let r = app
-        .post("/v1/messages")
-        .json(&json!({"model": "sonnet", "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
+    let r = stream_request(&app).await;
     assert_eq!(r.status(), 200);
     assert!(
         r.headers()["content-type"]
@@ -158,12 +162,7 @@ async fn silent_upstream_gets_ping_keepalives() {
         s.server.ping_interval = Duration::from_millis(200);
     })
     .await;
-    let r = app
-        .post("/v1/messages")
-        .json(&json!({"model": "sonnet", "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
+    let r = stream_request(&app).await;
     let events = sse_events(&r.text().await.unwrap());
     let n = names(&events);
     let pings = n.iter().filter(|e| **e == "ping").count();
@@ -203,12 +202,7 @@ async fn done_ends_the_answer_even_if_the_upstream_lingers() {
     })
     .await;
     let started = std::time::Instant::now();
-    let r = app
-        .post("/v1/messages")
-        .json(&json!({"model": "sonnet", "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
+    let r = stream_request(&app).await;
     let events = sse_events(&r.text().await.unwrap());
     assert!(
         started.elapsed() < Duration::from_secs(2),
