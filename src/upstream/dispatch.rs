@@ -3,7 +3,8 @@
 //! Per candidate: skip it when its breaker refuses; pick a key (round-robin);
 //! send under the provider's timeout. 401/403 disables the key and moves to
 //! the next key; 429 cools the key down for its `Retry-After` and moves to
-//! the next key; connect errors, timeouts and 5xx count against the breaker
+//! the next key, then to the next provider (the last provider is waited for,
+//! honouring `Retry-After` up to 30 s); connect errors, timeouts and 5xx count against the breaker
 //! and are retried with jittered backoff up to the provider's `max_retries`,
 //! then the next candidate is tried. Any other answer is final. A stream is
 //! committed only once its first body bytes have arrived, so failover never
@@ -138,7 +139,9 @@ pub async fn dispatch(
     let mut last_error = DispatchError::NoneAvailable;
     let mut last_answer: Option<Dispatched> = None;
     let mut failovers = 0;
-    for candidate in candidates {
+    let count = candidates.len();
+    for (position, candidate) in candidates.into_iter().enumerate() {
+        let is_last = position + 1 == count;
         let upstream = candidate.upstream.clone();
         let Some(mut pass) = upstream.breaker.try_acquire() else {
             continue;
@@ -223,7 +226,12 @@ pub async fn dispatch(
                     if more_keys {
                         continue;
                     }
-                    if retries >= spec.max_retries || upstream.breaker.state() == BreakerState::Open
+                    // A rate-limited provider is waited for only when it is the
+                    // last one; otherwise the next provider is tried at once.
+                    let rate_limited_with_alternatives = status == Some(429) && !is_last;
+                    if rate_limited_with_alternatives
+                        || retries >= spec.max_retries
+                        || upstream.breaker.state() == BreakerState::Open
                     {
                         break;
                     }

@@ -242,3 +242,49 @@ async fn client_disconnect_cancels_the_upstream_request() {
         (499, Some("client_closed"))
     );
 }
+
+#[tokio::test]
+async fn a_rate_limited_provider_fails_over_without_waiting() {
+    let limited = MockUpstream::start(|_, _| {
+        Reply::Raw(
+            429,
+            vec![("retry-after", "20".into())],
+            "{\"error\":{\"message\":\"slow down\"}}".into(),
+        )
+    })
+    .await;
+    let other = MockUpstream::start(|_, _| Reply::Json(200, openai_text("other"))).await;
+    let app = TestApp::spawn(&providers_toml(&[
+        ("limited", "openai", &limited.url(), 1),
+        ("other", "openai", &other.url(), 2),
+    ]))
+    .await;
+    let started = std::time::Instant::now();
+    let (status, body) = app.messages(hello("opus")).await;
+    assert_eq!(
+        (status, body["content"][0]["text"].as_str()),
+        (200, Some("other"))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no 20 s wait for Retry-After"
+    );
+
+    let alone = MockUpstream::start(|_, _| {
+        Reply::Raw(
+            429,
+            vec![("retry-after", "0".into())],
+            "{\"error\":{\"message\":\"slow down\"}}".into(),
+        )
+    })
+    .await;
+    let app = TestApp::spawn(&providers_toml(&[("alone", "openai", &alone.url(), 1)])).await;
+    let (status, body) = app.messages(hello("opus")).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    assert_eq!(
+        alone.received().len(),
+        2,
+        "the only provider is retried (max_retries = 1)"
+    );
+}
