@@ -128,9 +128,17 @@ pub async fn run(
         _ = async { stop.cancelled().await; tokio::time::sleep(drain_limit).await } => false,
     };
     if !drained {
+        // Requests still running now are cut off when the process exits, and
+        // their records with them: say how many, rather than lose them silently.
+        let cut_off = state
+            .logs
+            .stats()
+            .pending
+            .load(std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(
             ?drain_limit,
-            "in-flight requests did not finish in time; closing them"
+            cut_off,
+            "in-flight requests did not finish in time; closing them (their request logs are lost)"
         );
     }
     state.shutdown.cancel();

@@ -45,6 +45,7 @@ pub struct LogGuard {
 
 impl LogGuard {
     pub fn new(logs: LogWriter, record: LogRecord, started: Instant) -> Self {
+        logs.begin();
         Self {
             logs: Some(logs),
             record,
@@ -120,7 +121,7 @@ impl Drop for LogGuard {
             }
             record.error_kind = Some("client_closed".into());
         }
-        logs.record(record);
+        logs.finish(record);
     }
 }
 

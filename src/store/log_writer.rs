@@ -37,6 +37,8 @@ pub struct LogStats {
     pub written: AtomicU64,
     pub dropped: AtomicU64,
     pub failed: AtomicU64,
+    /// Requests whose record is not queued yet (they are still running).
+    pub pending: AtomicU64,
 }
 
 impl LogWriter {
@@ -54,6 +56,17 @@ impl LogWriter {
         if self.tx.try_send(record).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Notes that a request has started; its record will follow.
+    pub fn begin(&self) {
+        self.stats.pending.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Queues the record of a request announced with [`LogWriter::begin`].
+    pub fn finish(&self, record: LogRecord) {
+        self.stats.pending.fetch_sub(1, Ordering::Relaxed);
+        self.record(record);
     }
 
     pub fn stats(&self) -> &LogStats {
@@ -137,5 +150,17 @@ mod tests {
         assert_eq!(store.count_logs().await.unwrap(), 1500);
         assert_eq!(writer.stats().written.load(Ordering::Relaxed), 1500);
         assert_eq!(writer.stats().dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn pending_counts_requests_whose_record_is_not_queued_yet() {
+        let (store, _dir) = testing::store().await;
+        let tracker = TaskTracker::new();
+        let writer = LogWriter::spawn(store, &tracker, CancellationToken::new());
+        writer.begin();
+        writer.begin();
+        assert_eq!(writer.stats().pending.load(Ordering::Relaxed), 2);
+        writer.finish(LogRecord::default());
+        assert_eq!(writer.stats().pending.load(Ordering::Relaxed), 1);
     }
 }
