@@ -89,11 +89,22 @@ async fn handle(
             r
         }
         Reply::Chunks(chunks) => {
-            let stream = futures_util::stream::unfold(chunks.into_iter(), |mut it| async move {
-                let (delay, text) = it.next()?;
-                tokio::time::sleep(delay).await;
-                Some((Ok::<_, std::convert::Infallible>(Bytes::from(text)), it))
-            });
+            // The flag counts a stream dropped before its last chunk was sent.
+            let flag = Some(Abandoned(state.abandoned.clone()));
+            let stream = futures_util::stream::unfold(
+                (chunks.into_iter(), flag),
+                |(mut it, mut flag)| async move {
+                    let Some((delay, text)) = it.next() else {
+                        std::mem::forget(flag.take());
+                        return None;
+                    };
+                    tokio::time::sleep(delay).await;
+                    Some((
+                        Ok::<_, std::convert::Infallible>(Bytes::from(text)),
+                        (it, flag),
+                    ))
+                },
+            );
             let mut r = Response::new(Body::from_stream(stream));
             r.headers_mut()
                 .insert("content-type", "text/event-stream".parse().unwrap());

@@ -225,3 +225,35 @@ async fn done_ends_the_answer_even_if_the_upstream_lingers() {
         (200, None, 5, 1)
     );
 }
+
+#[tokio::test]
+async fn a_client_leaving_a_stream_cancels_the_upstream_stream() {
+    let mut chunks = vec![(
+        Duration::ZERO,
+        format!("data: {}\n\n", chunk(json!({"content": "first"}), None)),
+    )];
+    chunks.extend((0..50).map(|_| {
+        (
+            Duration::from_millis(100),
+            format!("data: {}\n\n", chunk(json!({"content": "."}), None)),
+        )
+    }));
+    let mock = MockUpstream::start(move |_, _| Reply::Chunks(chunks.clone())).await;
+    let app = TestApp::spawn(&providers_toml(&[("p", "openai", &mock.url(), 1)])).await;
+    let mut r = stream_request(&app).await;
+    assert!(r.chunk().await.unwrap().is_some(), "the stream started");
+    drop(r);
+    let mut waited = 0;
+    while mock.abandoned() == 0 && waited < 30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    assert_eq!(
+        mock.abandoned(),
+        1,
+        "the upstream stream was dropped long before its 5 s end"
+    );
+    let state = app.stop().await;
+    let log = &state.store.recent_logs(1).await.unwrap()[0];
+    assert_eq!(log.error_kind.as_deref(), Some("client_closed"));
+}
