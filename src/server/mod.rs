@@ -18,7 +18,6 @@ use std::time::Duration;
 use axum::extract::{FromRef, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -104,43 +103,67 @@ async fn log_internal_errors(request: Request, next: Next) -> Response {
 /// Serves until `shutdown` resolves, then drains in-flight requests for at
 /// most `server.shutdown_timeout`, then stops background tasks and waits for
 /// them (the log writer flushes every queued record).
+///
+/// The accept loop is ours rather than `axum::serve` so that connections
+/// still open at the drain limit can be aborted *before* the log writer
+/// stops: aborting drops their handlers, whose `LogGuard`s then queue a
+/// record for every cut-off request, and nothing is lost.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let drain_limit = state.settings.server.shutdown_timeout;
-    let stop = CancellationToken::new();
-    let signalled = stop.clone();
     let app = router(state.clone());
-    // Small SSE writes must not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Small SSE writes must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
-    });
-    let serve = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            signalled.cancel();
-        })
-        .into_future();
-    let drained = tokio::select! {
-        result = serve => { result?; true }
-        _ = async { stop.cancelled().await; tokio::time::sleep(drain_limit).await } => false,
-    };
-    if !drained {
-        // Requests still running now are cut off when the process exits, and
-        // their records with them: say how many, rather than lose them silently.
-        let cut_off = state
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        // The timer enables hyper's 30 s header-read timeout (slow clients).
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+        let connection = graceful.watch(connection);
+        connections.spawn(async move {
+            let _ = connection.await;
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    tracing::info!(open = connections.len(), "draining connections");
+    if tokio::time::timeout(drain_limit, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        let requests = state
             .logs
             .stats()
             .pending
             .load(std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(
             ?drain_limit,
-            cut_off,
-            "in-flight requests did not finish in time; closing them (their request logs are lost)"
+            requests,
+            "in-flight requests did not finish in time; cutting them off (logged as client_closed)"
         );
+        connections.abort_all();
     }
+    while connections.join_next().await.is_some() {}
     state.shutdown.cancel();
     state.tracker.close();
     if tokio::time::timeout(Duration::from_secs(30), state.tracker.wait())

@@ -288,3 +288,53 @@ async fn a_rate_limited_provider_fails_over_without_waiting() {
         "the only provider is retried (max_retries = 1)"
     );
 }
+
+#[tokio::test]
+async fn shutdown_waits_for_in_flight_requests() {
+    // A slow answer: the body arrives 400 ms after the request.
+    let slow = vec![(
+        Duration::from_millis(400),
+        openai_text("finished").to_string(),
+    )];
+    let mock = MockUpstream::start(move |_, _| Reply::Chunks(slow.clone())).await;
+    let app = TestApp::spawn(&providers_toml(&[("p", "openai", &mock.url(), 1)])).await;
+    let request = app.post("/v1/messages").json(&hello("opus")).send();
+    let pending = tokio::spawn(request);
+    while mock.received().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let state = app.stop().await;
+    let response = pending.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200, "drained, not cut off");
+    assert_eq!(state.store.recent_logs(5).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn requests_cut_off_at_the_drain_limit_are_still_logged() {
+    let mock = MockUpstream::start(|_, _| Reply::Hang).await;
+    let app = TestApp::spawn_with(&providers_toml(&[("p", "openai", &mock.url(), 1)]), |s| {
+        s.server.shutdown_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let request = app.post("/v1/messages").json(&hello("opus")).send();
+    let pending = tokio::spawn(request);
+    while mock.received().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = std::time::Instant::now();
+    let state = app.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the drain limit holds"
+    );
+    assert!(
+        pending.await.unwrap().is_err(),
+        "the cut-off client sees its connection close"
+    );
+    let logs = state.store.recent_logs(5).await.unwrap();
+    assert_eq!(logs.len(), 1, "the cut-off request is in the log");
+    assert_eq!(
+        (logs[0].status, logs[0].error_kind.as_deref()),
+        (499, Some("client_closed"))
+    );
+}
