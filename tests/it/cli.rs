@@ -389,7 +389,7 @@ async fn loadtest_measures_and_gates_on_slos() {
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["requests"]["success_pct"], 100.0, "{report}");
     let achieved = report["requests"]["achieved_qps"].as_f64().unwrap();
-    assert!((150.0..=250.0).contains(&achieved), "{achieved}");
+    assert!((100.0..=260.0).contains(&achieved), "{achieved}");
 
     let mut strict = abridge(dir.path());
     strict.args([
