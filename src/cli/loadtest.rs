@@ -206,12 +206,12 @@ fn resolve(args: Args) -> anyhow::Result<(Config, Slo)> {
         Endpoint::Messages => (
             reqwest::Method::POST,
             join(&base, "/v1/messages")?,
-            Some(messages_body(body, model, args.stream)?),
+            Some(anthropic_body(body, model, true, args.stream)?),
         ),
         Endpoint::CountTokens => (
             reqwest::Method::POST,
             join(&base, "/v1/messages/count_tokens")?,
-            Some(count_tokens_body(body, model)?),
+            Some(anthropic_body(body, model, false, false)?),
         ),
         Endpoint::Health => {
             ensure!(
@@ -297,44 +297,34 @@ fn read_body(path: &std::path::Path) -> anyhow::Result<Value> {
     serde_json::from_slice(&text).with_context(|| format!("--body {} is not JSON", path.display()))
 }
 
-fn messages_body(
+/// The request body for `messages` / `count-tokens`: the `--body` file or a
+/// small default, with `--model` applied; `max_tokens` and `stream` only
+/// belong to `messages`.
+fn anthropic_body(
     custom: Option<Value>,
     model: Option<&str>,
+    messages: bool,
     stream: bool,
 ) -> anyhow::Result<Value> {
     let mut body = match custom {
         Some(body) => body,
         None => json!({
             "model": DEFAULT_MODEL,
-            "max_tokens": 64,
             "messages": [{"role": "user", "content": "Reply with one short sentence."}],
         }),
     };
+    let endpoint = if messages { "messages" } else { "count-tokens" };
     let object = body
         .as_object_mut()
-        .context("--body for --endpoint messages must be a JSON object")?;
+        .with_context(|| format!("--body for --endpoint {endpoint} must be a JSON object"))?;
     if let Some(model) = model {
         object.insert("model".into(), model.into());
     }
-    if stream {
-        object.insert("stream".into(), true.into());
-    }
-    Ok(body)
-}
-
-fn count_tokens_body(custom: Option<Value>, model: Option<&str>) -> anyhow::Result<Value> {
-    let mut body = match custom {
-        Some(body) => body,
-        None => json!({
-            "model": DEFAULT_MODEL,
-            "messages": [{"role": "user", "content": "Reply with one short sentence."}],
-        }),
-    };
-    let object = body
-        .as_object_mut()
-        .context("--body for --endpoint count-tokens must be a JSON object")?;
-    if let Some(model) = model {
-        object.insert("model".into(), model.into());
+    if messages {
+        object.entry("max_tokens").or_insert(64.into());
+        if stream {
+            object.insert("stream".into(), true.into());
+        }
     }
     Ok(body)
 }

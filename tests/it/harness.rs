@@ -159,6 +159,24 @@ impl MockUpstream {
         self.abandoned.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Waits (at most 3 s) until the mock has dropped a request unanswered.
+    pub async fn wait_abandoned(&self) -> usize {
+        for _ in 0..60 {
+            if self.abandoned() > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.abandoned()
+    }
+
+    /// Waits until the mock has received a first request.
+    pub async fn wait_received(&self) {
+        while self.received().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
@@ -303,6 +321,15 @@ impl TestApp {
         }
         self.state.clone()
     }
+}
+
+/// A 429 answer with the given `Retry-After`.
+pub fn rate_limited(retry_after: &str) -> Reply {
+    Reply::Raw(
+        429,
+        vec![("retry-after", retry_after.to_string())],
+        "{\"error\":{\"message\":\"slow down\"}}".into(),
+    )
 }
 
 pub fn hello(model: &str) -> serde_json::Value {

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::harness::{MockUpstream, Reply, TestApp, hello, openai_text, providers_toml};
+use crate::harness::{
+    MockUpstream, Reply, TestApp, hello, openai_text, providers_toml, rate_limited,
+};
 
 #[tokio::test]
 async fn failing_first_provider_fails_over_to_the_second() {
@@ -137,11 +139,7 @@ async fn refused_key_is_disabled_and_the_next_key_used() {
 async fn rate_limited_key_cools_down_and_the_next_key_serves() {
     let mock = MockUpstream::start(|req, _| {
         if req.headers["authorization"] == "Bearer k1" {
-            Reply::Raw(
-                429,
-                vec![("retry-after", "30".into())],
-                "{\"error\":{\"message\":\"slow down\"}}".into(),
-            )
+            rate_limited("30")
         } else {
             Reply::Json(200, openai_text("k2 served"))
         }
@@ -225,13 +223,8 @@ async fn client_disconnect_cancels_the_upstream_request() {
         .send();
     assert!(request.await.is_err(), "the client gives up");
     rx.recv_timeout(Duration::from_secs(2)).unwrap();
-    let mut waited = 0;
-    while mock.abandoned() == 0 && waited < 40 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        waited += 1;
-    }
     assert_eq!(
-        mock.abandoned(),
+        mock.wait_abandoned().await,
         1,
         "the upstream request was dropped with the client"
     );
@@ -245,14 +238,7 @@ async fn client_disconnect_cancels_the_upstream_request() {
 
 #[tokio::test]
 async fn a_rate_limited_provider_fails_over_without_waiting() {
-    let limited = MockUpstream::start(|_, _| {
-        Reply::Raw(
-            429,
-            vec![("retry-after", "20".into())],
-            "{\"error\":{\"message\":\"slow down\"}}".into(),
-        )
-    })
-    .await;
+    let limited = MockUpstream::start(|_, _| rate_limited("20")).await;
     let other = MockUpstream::start(|_, _| Reply::Json(200, openai_text("other"))).await;
     let app = TestApp::spawn(&providers_toml(&[
         ("limited", "openai", &limited.url(), 1),
@@ -270,14 +256,7 @@ async fn a_rate_limited_provider_fails_over_without_waiting() {
         "no 20 s wait for Retry-After"
     );
 
-    let alone = MockUpstream::start(|_, _| {
-        Reply::Raw(
-            429,
-            vec![("retry-after", "0".into())],
-            "{\"error\":{\"message\":\"slow down\"}}".into(),
-        )
-    })
-    .await;
+    let alone = MockUpstream::start(|_, _| rate_limited("0")).await;
     let app = TestApp::spawn(&providers_toml(&[("alone", "openai", &alone.url(), 1)])).await;
     let (status, body) = app.messages(hello("opus")).await;
     assert_eq!(status, 429, "{body}");
@@ -300,9 +279,7 @@ async fn shutdown_waits_for_in_flight_requests() {
     let app = TestApp::spawn(&providers_toml(&[("p", "openai", &mock.url(), 1)])).await;
     let request = app.post("/v1/messages").json(&hello("opus")).send();
     let pending = tokio::spawn(request);
-    while mock.received().is_empty() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    mock.wait_received().await;
     let state = app.stop().await;
     let response = pending.await.unwrap().unwrap();
     assert_eq!(response.status(), 200, "drained, not cut off");
@@ -318,9 +295,7 @@ async fn requests_cut_off_at_the_drain_limit_are_still_logged() {
     .await;
     let request = app.post("/v1/messages").json(&hello("opus")).send();
     let pending = tokio::spawn(request);
-    while mock.received().is_empty() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    mock.wait_received().await;
     let started = std::time::Instant::now();
     let state = app.stop().await;
     assert!(
