@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks abridge against the mock upstream, all on 127.0.0.1:
 #   1. loadtest -> mock directly (OpenAI /v1/chat/completions, the baseline)
-#   2. loadtest -> abridge -> mock, non-streaming
-#   3. loadtest -> abridge -> mock, streaming
-# then prints one row per run and the gateway's cost relative to the baseline.
+#   2. loadtest -> floor_proxy -> mock: what merely relaying costs (the floor)
+#   3. loadtest -> abridge -> mock
+# each non-streaming and streaming, then prints one row per run and the
+# gateway's cost relative to the direct run and to the floor.
 #
 #   QPS=5000 STREAM_QPS=1000 DURATION=20s WARMUP=3s examples/bench.sh
 #
@@ -16,6 +17,7 @@ STREAM_QPS=${STREAM_QPS:-1000}
 DURATION=${DURATION:-20s}
 WARMUP=${WARMUP:-3s}
 MOCK_PORT=${MOCK_PORT:-9100}
+FLOOR_PORT=${FLOOR_PORT:-9200}
 GW_PORT=${GW_PORT:-18080}
 HOST=127.0.0.1 # never anything else: benchmarks stay on loopback
 
@@ -47,9 +49,12 @@ print(int(total + 0.999))' "$1"
 # Each run may take its warmup and duration plus a minute of slack.
 BOUND=$(($(seconds "$WARMUP") + $(seconds "$DURATION") + 60))
 
-wait_for() { # URL, what, seconds
+wait_for() { # URL, what, seconds, PID
   local i
   for ((i = 0; i < $3 * 10; i++)); do
+    # A process that exited (its port taken, say) must not be mistaken for
+    # whatever else answers on that port.
+    kill -0 "$4" 2>/dev/null || die "$2 exited (logs in $TMP)"
     curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
     sleep 0.1
   done
@@ -59,16 +64,23 @@ wait_for() { # URL, what, seconds
 ulimit -n 65536 2>/dev/null || true
 
 say "building (release)"
-cargo build --release --bin abridge --example mock_upstream >&2
+cargo build --release --bin abridge --example mock_upstream --example floor_proxy >&2
 BIN=target/release/abridge
 MOCK=target/release/examples/mock_upstream
+FLOOR=target/release/examples/floor_proxy
 
 say "starting the mock upstream on $HOST:$MOCK_PORT"
 "$MOCK" --listen "$HOST:$MOCK_PORT" --latency 0ms --stream-chunks 10 --chunk-interval 1ms \
   >"$TMP/mock.log" 2>&1 &
 MOCK_PID=$!
 PIDS+=("$MOCK_PID")
-wait_for "http://$HOST:$MOCK_PORT/health" "the mock" 10
+wait_for "http://$HOST:$MOCK_PORT/health" "the mock" 10 "$MOCK_PID"
+
+say "starting the floor proxy on $HOST:$FLOOR_PORT"
+"$FLOOR" --listen "$HOST:$FLOOR_PORT" --upstream "http://$HOST:$MOCK_PORT" >"$TMP/floor.log" 2>&1 &
+FLOOR_PID=$!
+PIDS+=("$FLOOR_PID")
+wait_for "http://$HOST:$FLOOR_PORT/health" "the floor proxy" 10 "$FLOOR_PID"
 
 cat >"$TMP/providers.toml" <<TOML
 [[providers]]
@@ -101,7 +113,7 @@ say "starting abridge on $HOST:$GW_PORT"
 "$BIN" serve >"$TMP/abridge.log" 2>&1 &
 GW_PID=$!
 PIDS+=("$GW_PID")
-wait_for "http://$HOST:$GW_PORT/ready" "abridge" 30
+wait_for "http://$HOST:$GW_PORT/ready" "abridge" 30 "$GW_PID"
 
 run() { # NAME, loadtest flags... (RUN_QPS overrides QPS for one run)
   local name=$1
@@ -123,6 +135,10 @@ run direct --endpoint raw --url "http://$HOST:$MOCK_PORT/v1/chat/completions" \
   --body "$TMP/openai.json" --watch-pid "$MOCK_PID"
 RUN_QPS=$STREAM_QPS run direct-stream --endpoint raw --stream \
   --url "http://$HOST:$MOCK_PORT/v1/chat/completions" --body "$TMP/openai-stream.json" --watch-pid "$MOCK_PID"
+run floor --endpoint raw --url "http://$HOST:$FLOOR_PORT/v1/chat/completions" \
+  --body "$TMP/openai.json" --watch-pid "$FLOOR_PID"
+RUN_QPS=$STREAM_QPS run floor-stream --endpoint raw --stream \
+  --url "http://$HOST:$FLOOR_PORT/v1/chat/completions" --body "$TMP/openai-stream.json" --watch-pid "$FLOOR_PID"
 run gateway --url "http://$HOST:$GW_PORT" --key "$KEY" --model claude-3-5-haiku-latest \
   --watch-pid "$GW_PID"
 RUN_QPS=$STREAM_QPS run gateway-stream --url "http://$HOST:$GW_PORT" --key "$KEY" --model claude-3-5-haiku-latest \
@@ -131,7 +147,8 @@ RUN_QPS=$STREAM_QPS run gateway-stream --url "http://$HOST:$GW_PORT" --key "$KEY
 python3 - "$TMP" <<'PY'
 import json, sys
 tmp = sys.argv[1]
-runs = {n: json.load(open(f"{tmp}/{n}.json")) for n in ("direct", "direct-stream", "gateway", "gateway-stream")}
+names = ("direct", "direct-stream", "floor", "floor-stream", "gateway", "gateway-stream")
+runs = {n: json.load(open(f"{tmp}/{n}.json")) for n in names}
 
 def pct(r, key, field):
     return (r.get(key) or {}).get(field, float("nan"))
@@ -147,17 +164,21 @@ for name, r in runs.items():
           f"{pct(r, 'ttfb_ms', 'p50'):>10.3f}{s.get('cpu_us_per_request', float('nan')):>11.1f}"
           f"{s.get('peak_rss_mb', float('nan')):>8.1f}")
 
+def cpu(name):
+    return (runs[name].get("server") or {}).get("cpu_us_per_request", float("nan"))
+
 print()
-print(f"{'vs direct':<16}{'p50 ×':>9}{'p99 ×':>9}{'+p50 ms':>10}{'+p99 ms':>10}{'cpu ×':>8}")
-for name, direct in (("gateway", "direct"), ("gateway-stream", "direct-stream")):
-    lat, base = runs[name]["latency_ms"], runs[direct]["latency_ms"]
-    cpu = (runs[name].get("server") or {}).get("cpu_us_per_request", float("nan")) / \
-        (runs[direct].get("server") or {}).get("cpu_us_per_request", float("nan"))
-    if not lat or not base:
-        print(f"{name:<16}  no latency measured")
+print(f"{'compared':<32}{'p50 ×':>9}{'p99 ×':>9}{'+p50 ms':>10}{'+p99 ms':>10}{'cpu ×':>8}")
+for name, base in (("floor", "direct"), ("gateway", "direct"), ("gateway", "floor"),
+                   ("floor-stream", "direct-stream"), ("gateway-stream", "direct-stream"),
+                   ("gateway-stream", "floor-stream")):
+    lat, ref = runs[name]["latency_ms"], runs[base]["latency_ms"]
+    label = f"{name} vs {base}"
+    if not lat or not ref:
+        print(f"{label:<32}  no latency measured")
         continue
-    print(f"{name:<16}{lat['p50'] / base['p50']:>9.2f}{lat['p99'] / base['p99']:>9.2f}"
-          f"{lat['p50'] - base['p50']:>10.3f}{lat['p99'] - base['p99']:>10.3f}{cpu:>8.2f}")
+    print(f"{label:<32}{lat['p50'] / ref['p50']:>9.2f}{lat['p99'] / ref['p99']:>9.2f}"
+          f"{lat['p50'] - ref['p50']:>10.3f}{lat['p99'] - ref['p99']:>10.3f}{cpu(name) / cpu(base):>8.2f}")
 for name, r in runs.items():
     if r["lag"]["behind"]:
         print(f"note: the generator fell behind in {name} (p99 lag {r['lag']['ms']['p99']} ms);"
