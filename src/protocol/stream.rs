@@ -44,20 +44,33 @@ pub struct Event {
 impl Event {
     /// `data` gets `"type": name` as its first key.
     fn new(name: &'static str, data: Value) -> Self {
-        let mut map = Map::new();
-        map.insert("type".to_owned(), Value::String(name.to_owned()));
-        if let Value::Object(rest) = data {
-            map.extend(rest);
-        }
+        let mut map = match data {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        map.shift_insert(0, "type".to_owned(), Value::String(name.to_owned()));
         Event {
             name,
             data: Value::Object(map),
         }
     }
 
-    /// `event: NAME\ndata: {json}\n\n`
+    /// Appends `event: NAME\ndata: {json}\n\n` to `out`, serializing
+    /// straight into it.
+    pub fn write_sse(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(self.name.as_bytes());
+        out.extend_from_slice(b"\ndata: ");
+        // Writing a `Value` (string keys only) into a `Vec` cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &self.data);
+        out.extend_from_slice(b"\n\n");
+    }
+
+    /// [`Event::write_sse`] into a new string.
     pub fn to_sse(&self) -> String {
-        format!("event: {}\ndata: {}\n\n", self.name, self.data)
+        let mut out = Vec::with_capacity(64);
+        self.write_sse(&mut out);
+        String::from_utf8(out).unwrap_or_default()
     }
 
     pub fn ping() -> Self {

@@ -311,7 +311,7 @@ pub fn converted(
         guard: LogGuard,
         /// Events not yet sent, coalesced: everything one upstream read
         /// produces goes to the client in one write.
-        out: String,
+        out: Vec<u8>,
         silent: Duration,
         timing: StreamTiming,
         finished: bool,
@@ -326,7 +326,7 @@ pub fn converted(
         }
 
         fn emit(&mut self, event: &Event) {
-            self.out.push_str(&event.to_sse());
+            event.write_sse(&mut self.out);
         }
 
         fn abort(&mut self, kind: &'static str, message: &str) {
@@ -369,7 +369,7 @@ pub fn converted(
         parser: SseParser::default(),
         converter: StreamConverter::new(ctx),
         guard,
-        out: String::new(),
+        out: Vec::new(),
         silent: Duration::ZERO,
         timing,
         finished: false,
