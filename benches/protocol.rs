@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 use abridge::protocol::{self, Event, ResponseContext, StreamContext, StreamConverter, Target};
 use abridge::upstream::sse::SseParser;
 
+#[path = "../examples/support/openai_answer.rs"]
+mod openai_answer;
+
 /// What `examples/bench.sh` sends through the gateway.
 const BENCH_REQUEST: &str = r#"{"model":"claude-3-5-haiku-latest","max_tokens":64,"messages":[{"role":"user","content":"Reply with one short sentence."}]}"#;
 /// A Claude Code turn: system prompt, tools, tool results.
@@ -42,8 +45,11 @@ fn main() {
     } else {
         Duration::from_millis(70)
     };
-    let bench_response = mock_response();
-    let bench_stream = mock_stream(10);
+    let answer = mock_answer();
+    let bench_response = answer
+        .completion(&openai_answer::text(answer.chunks))
+        .to_string();
+    let bench_stream = mock_stream();
     let cases: [Case; 6] = [
         ("request, bench body", BENCH_REQUEST, convert_request),
         (
@@ -166,38 +172,19 @@ fn time(budget: Duration, mut f: impl FnMut()) -> f64 {
     start.elapsed().as_secs_f64() * 1e6 / calls as f64
 }
 
-/// The non-streamed answer `examples/mock_upstream.rs` gives.
-fn mock_response() -> String {
-    let text: String = (0..10).map(|i| format!("tok{i} ")).collect();
-    serde_json::json!({
-        "id": "chatcmpl-mock1", "object": "chat.completion", "created": 1_735_689_600,
-        "model": "mock-small",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "logprobs": null, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 30, "completion_tokens": 10, "total_tokens": 40},
-    })
-    .to_string()
+/// The bench run's answer: what `examples/mock_upstream.rs` sends for it.
+fn mock_answer() -> openai_answer::Answer<'static> {
+    openai_answer::Answer {
+        id: "chatcmpl-mock1",
+        created: 1_735_689_600,
+        model: "mock-small",
+        chunks: 10,
+        prompt_tokens: 30,
+    }
 }
 
-/// The stream `examples/mock_upstream.rs` sends: a role chunk, `chunks`
-/// content deltas, a finish chunk, a usage chunk and `[DONE]`.
-fn mock_stream(chunks: u32) -> String {
-    let head = r#"{"id":"chatcmpl-mock1","object":"chat.completion.chunk","created":1735689600,"model":"mock-small""#;
-    let mut frames = vec![format!(
-        r#"{head},"choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},"finish_reason":null}}],"usage":null}}"#
-    )];
-    frames.extend((0..chunks).map(|i| {
-        format!(
-            r#"{head},"choices":[{{"index":0,"delta":{{"content":"tok{i} "}},"finish_reason":null}}],"usage":null}}"#
-        )
-    }));
-    frames.push(format!(
-        r#"{head},"choices":[{{"index":0,"delta":{{}},"finish_reason":"stop"}}],"usage":null}}"#
-    ));
-    frames.push(format!(
-        r#"{head},"choices":[],"usage":{{"prompt_tokens":30,"completion_tokens":{chunks},"total_tokens":{}}}}}"#,
-        30 + chunks
-    ));
-    frames.push("[DONE]".to_owned());
-    frames.iter().map(|f| format!("data: {f}\n\n")).collect()
+/// Every frame of the mock's stream for the bench run, usage included.
+fn mock_stream() -> String {
+    let stream = mock_answer().stream(true);
+    (0..).map_while(|step| stream.frame(step)).collect()
 }

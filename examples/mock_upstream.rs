@@ -28,6 +28,9 @@ use clap::Parser;
 use futures_util::stream;
 use serde_json::json;
 
+#[path = "support/openai_answer.rs"]
+mod openai_answer;
+
 #[derive(Parser, Debug)]
 #[command(about = "Mock OpenAI/Anthropic upstream for abridge benchmarks")]
 struct Args {
@@ -76,9 +79,7 @@ async fn main() -> anyhow::Result<()> {
         latency: args.latency,
         chunks: args.stream_chunks,
         interval: args.chunk_interval,
-        text: (0..args.stream_chunks)
-            .map(|i| format!("tok{i} "))
-            .collect(),
+        text: openai_answer::text(args.stream_chunks),
         ids: AtomicU64::new(0),
     });
     let app = Router::new()
@@ -162,51 +163,19 @@ async fn chat(State(mock): State<Arc<Mock>>, body: Bytes) -> Response {
     };
     pause(mock.latency).await;
     let id = format!("chatcmpl-mock{}", mock.ids.fetch_add(1, Ordering::Relaxed));
-    let (prompt, completion) = (input_tokens(&body), mock.chunks);
-    let usage = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion as usize});
+    let answer = openai_answer::Answer {
+        id: &id,
+        created: now_secs(),
+        model: &request.model,
+        chunks: mock.chunks,
+        prompt_tokens: input_tokens(&body),
+    };
     if !request.stream {
-        return axum::Json(json!({
-            "id": id, "object": "chat.completion", "created": now_secs(), "model": request.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": mock.text}, "logprobs": null, "finish_reason": "stop"}],
-            "usage": usage,
-        }))
-        .into_response();
+        return axum::Json(answer.completion(&mock.text)).into_response();
     }
     let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
-    let head = format!(
-        r#"{{"id":"{id}","object":"chat.completion.chunk","created":{},"model":{}"#,
-        now_secs(),
-        serde_json::Value::from(request.model)
-    );
-    let (chunks, interval) = (mock.chunks, mock.interval);
-    let usage_null = if include_usage {
-        r#","usage":null"#
-    } else {
-        ""
-    };
-    let frame = move |step: u32| -> Option<String> {
-        let n = mock.chunks;
-        Some(
-            match step {
-                0 => format!(
-                    r#"data: {head},"choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},"finish_reason":null}}]{usage_null}}}"#
-                ),
-                s if s <= n => format!(
-                    r#"data: {head},"choices":[{{"index":0,"delta":{{"content":"tok{} "}},"finish_reason":null}}]{usage_null}}}"#,
-                    s - 1
-                ),
-                s if s == n + 1 => format!(
-                    r#"data: {head},"choices":[{{"index":0,"delta":{{}},"finish_reason":"stop"}}]{usage_null}}}"#
-                ),
-                s if s == n + 2 && include_usage => {
-                    format!(r#"data: {head},"choices":[],"usage":{usage}}}"#)
-                }
-                s if s <= n + 3 => "data: [DONE]".to_owned(),
-                _ => return None,
-            } + "\n\n",
-        )
-    };
-    sse(frame, chunks, interval)
+    let stream = answer.stream(include_usage);
+    sse(move |step| stream.frame(step), mock.chunks, mock.interval)
 }
 
 async fn messages(State(mock): State<Arc<Mock>>, body: Bytes) -> Response {

@@ -66,7 +66,8 @@ impl Event {
         out.extend_from_slice(b"\n\n");
     }
 
-    /// [`Event::write_sse`] into a new string.
+    /// [`Event::write_sse`] into a new string, for tests to compare.
+    #[cfg(test)]
     pub fn to_sse(&self) -> String {
         let mut out = Vec::with_capacity(64);
         self.write_sse(&mut out);

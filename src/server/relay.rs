@@ -138,7 +138,9 @@ fn sse_response(stream: BoxStream<'static, Result<Bytes, std::convert::Infallibl
 }
 
 fn event_bytes(event: &Event) -> Bytes {
-    Bytes::from(event.to_sse())
+    let mut out = Vec::new();
+    event.write_sse(&mut out);
+    Bytes::from(out)
 }
 
 /// Notes which provider family issued the thinking signatures in an answer.
