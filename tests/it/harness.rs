@@ -180,6 +180,17 @@ impl MockUpstream {
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
+
+    /// Requests received with `Authorization: Bearer {key}`.
+    pub fn received_with_key(&self, key: &str) -> usize {
+        let bearer = format!("Bearer {key}");
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.headers["authorization"] == bearer)
+            .count()
+    }
 }
 
 /// An OpenAI chat completion with the given text.
