@@ -25,7 +25,7 @@ use crate::store::LogRecord;
 use crate::upstream::dispatch::{self, DispatchError, Dispatched, Mode};
 use crate::upstream::provider::ApiFormat;
 use crate::upstream::router::{Candidate, RouteError, Router};
-use crate::upstream::signatures::{self, SignatureBook};
+use crate::upstream::signatures::SignatureBook;
 
 /// Anthropic API version sent upstream when the client sends none.
 pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -153,9 +153,9 @@ impl Outgoing<'_> {
             ApiFormat::Anthropic => {
                 let mut body = self.parsed.get_or_init(|| raw_object(self.raw)).clone();
                 if protocol::thinking::has_thinking(&body) {
-                    let family = signatures::family(&spec.base_url);
+                    let family = &candidate.upstream.family;
                     let removed = protocol::thinking::strip_unaccepted(&mut body, |sig| {
-                        self.signatures.accepts(sig, &family)
+                        self.signatures.accepts(sig, family)
                     });
                     if removed > 0 {
                         tracing::debug!(provider = %spec.name, removed, "dropped thinking blocks signed elsewhere");
@@ -295,7 +295,7 @@ async fn messages(
         ApiFormat::Anthropic => {
             let recorder = relay::Recorder {
                 book: state.signatures.clone(),
-                family: signatures::family(&answer.candidate.upstream.spec.base_url),
+                family: answer.candidate.upstream.family.clone(),
             };
             relay::passthrough(answer, guard, Some(recorder))
         }

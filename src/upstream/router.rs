@@ -38,6 +38,8 @@ pub struct Upstream {
     /// The request paths' URLs, parsed once: parsing (with IDNA) on every
     /// request showed up in profiles.
     urls: Vec<(&'static str, reqwest::Url)>,
+    /// The thinking-signature family of `spec.base_url` (its origin).
+    pub family: Arc<str>,
 }
 
 /// The paths abridge calls on providers.
@@ -50,6 +52,7 @@ impl Upstream {
             .filter_map(|path| Some((*path, reqwest::Url::parse(&spec.endpoint(path)).ok()?)))
             .collect();
         Self {
+            family: super::signatures::family(&spec.base_url),
             keys: KeyRing::new(&spec.api_keys),
             breaker: Breaker::new(settings.failure_threshold, settings.recovery_timeout),
             spec,
