@@ -76,21 +76,16 @@ impl LogGuard {
             .max(usage.cache_creation_input_tokens.unwrap_or(0));
     }
 
-    /// Usage from an Anthropic JSON `usage` object (passthrough).
+    /// Usage from an Anthropic JSON `usage` object (passthrough), where any
+    /// field may be missing or null.
     fn usage_json(&mut self, usage: &serde_json::Value) {
-        let get = |k: &str| {
-            usage
-                .get(k)
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0)
-        };
-        let r = &mut self.record;
-        r.input_tokens = r.input_tokens.max(get("input_tokens"));
-        r.output_tokens = r.output_tokens.max(get("output_tokens"));
-        r.cache_read_tokens = r.cache_read_tokens.max(get("cache_read_input_tokens"));
-        r.cache_creation_tokens = r
-            .cache_creation_tokens
-            .max(get("cache_creation_input_tokens"));
+        let get = |k: &str| usage.get(k).and_then(serde_json::Value::as_u64);
+        self.usage(&Usage {
+            input_tokens: get("input_tokens").unwrap_or(0),
+            output_tokens: get("output_tokens").unwrap_or(0),
+            cache_creation_input_tokens: get("cache_creation_input_tokens"),
+            cache_read_input_tokens: get("cache_read_input_tokens"),
+        });
     }
 
     /// The record, for the handler to fill in as it learns more.
