@@ -165,7 +165,8 @@ pub async fn dispatch(
                         continue;
                     }
                     None => {
-                        if upstream.keys.counts().disabled == upstream.keys.counts().total {
+                        let counts = upstream.keys.counts();
+                        if counts.disabled == counts.total {
                             last_error = DispatchError::Rejected {
                                 provider: spec.name.clone(),
                                 message:
@@ -281,7 +282,7 @@ async fn attempt(
         };
         Attempt::Retry(error, None, None)
     };
-    let sent = match tokio::time::timeout_at(deadline, http.send(request)).await {
+    let mut sent = match tokio::time::timeout_at(deadline, http.send(request)).await {
         Err(_) => return Attempt::Retry(timeout(), None, None),
         Ok(Err(e)) if e.is_timeout() => return broken("timed out".into()),
         Ok(Err(e)) => return broken(error_chain(&e)),
@@ -289,7 +290,8 @@ async fn attempt(
     };
     let ttfb = started.elapsed();
     let status = sent.response.status().as_u16();
-    let headers = sent.response.headers().clone();
+    // Moved out, not cloned: reading the body never needs them.
+    let headers = std::mem::take(sent.response.headers_mut());
     let retry_after = retry::retry_after(&headers);
     let streaming_ok = mode == Mode::Streaming && (200..300).contains(&status);
     let body = if streaming_ok {
