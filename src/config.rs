@@ -106,13 +106,18 @@ impl Default for ServerSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
-    /// `sqlite://PATH` (or `sqlite::memory:`).
+    /// `sqlite://PATH` (embedded, one node) or `postgres://...` (shared by replicas).
     pub url: String,
-    /// Reader connections; SQLite in WAL mode has one writer besides them.
+    /// SQLite: reader connections besides the one writer; PostgreSQL:
+    /// connections in the pool.
     pub pool_size: usize,
-    /// How long a request waits for a free reader before failing.
+    /// How long a request waits for a free connection (and PostgreSQL for a
+    /// new one to open) before failing.
     #[serde(with = "hdur")]
     pub pool_timeout: Duration,
+    /// Request logs older than this are deleted in the background; `off` keeps them.
+    #[serde(with = "optional_duration")]
+    pub log_retention: Option<Duration>,
 }
 
 impl Default for DatabaseSettings {
@@ -121,7 +126,26 @@ impl Default for DatabaseSettings {
             url: "sqlite://./abridge.db".into(),
             pool_size: 10,
             pool_timeout: Duration::from_secs(30),
+            log_retention: None,
         }
+    }
+}
+
+/// A duration that may be `off`, read and printed as in the environment.
+mod optional_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::parse_optional_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -218,6 +242,10 @@ pub struct CacheSettings {
     pub default_ttl: Duration,
     pub redis_max_conn: usize,
     pub redis_url: Option<Secret>,
+    /// How long a client key lookup is trusted. A revocation, or a provider
+    /// change, made by another replica or the CLI reaches this server within it.
+    #[serde(with = "hdur")]
+    pub key_ttl: Duration,
 }
 
 impl Default for CacheSettings {
@@ -229,6 +257,7 @@ impl Default for CacheSettings {
             default_ttl: Duration::from_secs(3600),
             redis_max_conn: 20,
             redis_url: None,
+            key_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -283,6 +312,14 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         .map_err(|_| format!("`{raw}` is not a duration (e.g. 30s, 500ms, 2m, or seconds)"))
 }
 
+/// A duration, or `off` (also `0`, `none`) for none.
+pub fn parse_optional_duration(raw: &str) -> Result<Option<Duration>, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "off" | "none" | "0" | "" => Ok(None),
+        _ => parse_duration(raw).map(Some),
+    }
+}
+
 fn parse_enum<T: serde::de::DeserializeOwned>(raw: &str, allowed: &str) -> Result<T, String> {
     T::deserialize(
         serde::de::value::StrDeserializer::<serde::de::value::Error>::new(
@@ -322,7 +359,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     env_var!(
         "ABRIDGE_DATABASE",
         "database.url",
-        "database URL (sqlite://./abridge.db)",
+        "sqlite://PATH or postgres://USER:PASS@HOST/DB[?sslmode=require] (sqlite://./abridge.db)",
         |s, v| { s.database.url = v.to_string() }
     ),
     env_var!(
@@ -388,14 +425,20 @@ pub const ENV_VARS: &[EnvVar] = &[
     env_var!(
         "DB_POOL_SIZE",
         "database.pool_size",
-        "SQLite reader connections (10)",
+        "SQLite reader connections, or PostgreSQL pool size (10)",
         |s, v| { s.database.pool_size = parse_num(v)? }
     ),
     env_var!(
         "DB_POOL_TIMEOUT",
         "database.pool_timeout",
-        "wait for a free reader before failing (30s)",
+        "wait for a free database connection before failing (30s)",
         |s, v| { s.database.pool_timeout = parse_duration(v)? }
+    ),
+    env_var!(
+        "ABRIDGE_LOG_RETENTION",
+        "database.log_retention",
+        "delete request logs older than this, e.g. 30d (off)",
+        |s, v| { s.database.log_retention = parse_optional_duration(v)? }
     ),
     env_var!(
         "HTTP_MAX_KEEPALIVE_CONNECTIONS",
@@ -480,6 +523,12 @@ pub const ENV_VARS: &[EnvVar] = &[
         "cache.redis_url",
         "redis URL for CACHE_TYPE=redis|multi (unset)",
         |s, v| { s.cache.redis_url = Some(Secret::new(v)) }
+    ),
+    env_var!(
+        "ABRIDGE_KEY_CACHE_TTL",
+        "cache.key_ttl",
+        "how long a key lookup is cached; changes made elsewhere (revocations, providers) apply within it (30s)",
+        |s, v| { s.cache.key_ttl = parse_duration(v)? }
     ),
     env_var!(
         "ENABLE_TELEMETRY",
@@ -587,6 +636,9 @@ impl Settings {
         }
         if self.http.max_connections == 0 {
             return fail("http.max_connections", "must be at least 1, got 0");
+        }
+        if self.cache.key_ttl.is_zero() {
+            return fail("cache.key_ttl", "must be longer than 0s");
         }
         if self.server.ping_interval.is_zero() {
             return fail("server.ping_interval", "must be longer than 0s");
@@ -721,6 +773,52 @@ mod tests {
         .unwrap();
         assert_eq!(s.database.pool_timeout, Duration::from_secs(5));
         assert_eq!(s.http.keepalive_expiry, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn log_retention_is_off_by_default_and_takes_days() {
+        assert_eq!(load(&[]).unwrap().database.log_retention, None);
+        let s = load(&[("ABRIDGE_LOG_RETENTION", "30d")]).unwrap();
+        assert_eq!(
+            s.database.log_retention,
+            Some(Duration::from_secs(30 * 86400))
+        );
+        assert_eq!(
+            load(&[("ABRIDGE_LOG_RETENTION", "off")])
+                .unwrap()
+                .database
+                .log_retention,
+            None
+        );
+        let err = load(&[("ABRIDGE_LOG_RETENTION", "forever")]).unwrap_err();
+        assert!(err.0.contains("ABRIDGE_LOG_RETENTION"), "{}", err.0);
+        let text = s.to_masked_toml();
+        let back = Settings::from_toml(&text).unwrap();
+        assert_eq!(back.database.log_retention, s.database.log_retention);
+        let off = Settings::from_toml(&load(&[]).unwrap().to_masked_toml()).unwrap();
+        assert_eq!(off.database.log_retention, None);
+    }
+
+    #[test]
+    fn postgres_urls_are_accepted_and_masked() {
+        let s = load(&[(
+            "ABRIDGE_DATABASE",
+            "postgres://gw:hunter2@db.internal/abridge?sslmode=require",
+        )])
+        .unwrap();
+        let text = s.to_masked_toml();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("gw:*****@db.internal"), "{text}");
+        let err = load(&[(
+            "ABRIDGE_DATABASE",
+            "postgres://gw:hunter2@db/x?sslmode=sometimes",
+        )])
+        .unwrap_err();
+        assert!(
+            err.0.contains("ABRIDGE_DATABASE") && !err.0.contains("hunter2"),
+            "{}",
+            err.0
+        );
     }
 
     #[test]

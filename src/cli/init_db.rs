@@ -8,7 +8,8 @@ use crate::store::redact_url;
 
 /// Create or migrate the database and make sure an admin user exists; running it twice is harmless.
 ///
-/// Example: abridge --database sqlite:///var/lib/abridge/abridge.db init-db
+/// Examples: abridge --database sqlite:///var/lib/abridge/abridge.db init-db
+///           abridge --database postgres://abridge:PASS@db/abridge?sslmode=require init-db
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {}
@@ -30,7 +31,7 @@ pub async fn run(overrides: Overrides, _args: Args) -> anyhow::Result<ExitCode> 
             report.to
         );
     }
-    println!("journal mode: {}", store.journal_mode().await?);
+    println!("{}", store.describe().await?);
     bootstrap::ensure_admin(&store, &settings).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -2,7 +2,7 @@
 
 use tokio_rusqlite::rusqlite::{self, OptionalExtension, params};
 
-use super::{Result, Store, StoreError, now_ms};
+use super::{Engine, Result, Store, StoreError, now_ms};
 use crate::secrets;
 
 /// A key record as stored (never the key itself).
@@ -49,6 +49,33 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
     })
 }
 
+fn from_pg(row: &tokio_postgres::Row) -> Result<ApiKey> {
+    Ok(ApiKey {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        prefix: row.try_get(2)?,
+        owner_id: row.try_get(3)?,
+        created_at: row.try_get(4)?,
+        last_used_at: row.try_get(5)?,
+        revoked_at: row.try_get(6)?,
+        expires_at: row.try_get(7)?,
+    })
+}
+
+/// The one key `selector` names, or why not.
+fn single(selector: &str, found: Vec<ApiKey>) -> Result<ApiKey> {
+    let mut found = found.into_iter();
+    match (found.next(), found.next()) {
+        (Some(one), None) => Ok(one),
+        (None, _) => Err(StoreError::NotFound(format!(
+            "no API key with id or prefix `{selector}`"
+        ))),
+        (Some(_), Some(_)) => Err(StoreError::Conflict(format!(
+            "`{selector}` matches several keys; use the id"
+        ))),
+    }
+}
+
 impl Store {
     pub async fn create_api_key(
         &self,
@@ -60,107 +87,187 @@ impl Store {
         let hash = secrets::hash_api_key(&key);
         let prefix = key[..secrets::API_KEY_DISPLAY_LEN].to_string();
         let name = name.to_string();
-        let record = self
-            .write(move |conn| {
-                let now = now_ms();
-                conn.execute(
-                    "INSERT INTO api_keys (name, key_hash, prefix, owner_id, created_at, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![name, hash.as_slice(), prefix, owner_id, now, expires_at],
-                )?;
-                Ok(ApiKey {
-                    id: conn.last_insert_rowid(),
-                    name,
-                    prefix,
-                    owner_id,
-                    created_at: now,
-                    last_used_at: None,
-                    revoked_at: None,
-                    expires_at,
+        let now = now_ms();
+        let id = match &self.engine {
+            Engine::Sqlite(db) => {
+                let (name, prefix) = (name.clone(), prefix.clone());
+                db.write(move |conn| {
+                    conn.execute(
+                        "INSERT INTO api_keys (name, key_hash, prefix, owner_id, created_at, expires_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![name, hash.as_slice(), prefix, owner_id, now, expires_at],
+                    )?;
+                    Ok(conn.last_insert_rowid())
                 })
-            })
-            .await?;
+                .await?
+            }
+            Engine::Postgres(db) => db
+                .client()
+                .await?
+                .query_one(
+                    "INSERT INTO api_keys (name, key_hash, prefix, owner_id, created_at, expires_at)
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                    &[&name, &hash.as_slice(), &prefix, &owner_id, &now, &expires_at],
+                )
+                .await?
+                .try_get(0)?,
+        };
+        let record = ApiKey {
+            id,
+            name,
+            prefix,
+            owner_id,
+            created_at: now,
+            last_used_at: None,
+            revoked_at: None,
+            expires_at,
+        };
         Ok(NewApiKey { key, record })
     }
 
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKey>> {
-        self.read(|conn| {
-            let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY id"))?;
-            let rows = stmt.query_map([], from_row)?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
-        .await
+        let sql = format!("SELECT {COLUMNS} FROM api_keys ORDER BY id");
+        match &self.engine {
+            Engine::Sqlite(db) => {
+                db.read(move |conn| {
+                    let mut stmt = conn.prepare(&sql)?;
+                    let rows = stmt.query_map([], from_row)?;
+                    Ok(rows.collect::<rusqlite::Result<_>>()?)
+                })
+                .await
+            }
+            Engine::Postgres(db) => db
+                .client()
+                .await?
+                .query(&sql, &[])
+                .await?
+                .iter()
+                .map(from_pg)
+                .collect(),
+        }
     }
 
     /// The record for a key hash, whatever its state (callers check `is_usable`).
     pub async fn find_api_key(&self, hash: [u8; 32]) -> Result<Option<ApiKey>> {
-        self.read(move |conn| {
-            Ok(conn
-                .query_row(
-                    &format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = ?1"),
-                    [hash.as_slice()],
-                    from_row,
-                )
-                .optional()?)
-        })
-        .await
+        match &self.engine {
+            Engine::Sqlite(db) => {
+                db.read(move |conn| {
+                    Ok(conn
+                        .query_row(
+                            &format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = ?1"),
+                            [hash.as_slice()],
+                            from_row,
+                        )
+                        .optional()?)
+                })
+                .await
+            }
+            Engine::Postgres(db) => {
+                let client = db.client().await?;
+                let stmt = client
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM api_keys WHERE key_hash = $1"
+                    ))
+                    .await?;
+                client
+                    .query_opt(&stmt, &[&hash.as_slice()])
+                    .await?
+                    .as_ref()
+                    .map(from_pg)
+                    .transpose()
+            }
+        }
     }
 
     /// Revokes a key named by id or by its display prefix.
     pub async fn revoke_api_key(&self, id_or_prefix: &str) -> Result<ApiKey> {
         let selector = id_or_prefix.trim().to_string();
-        self.write(move |conn| {
-            let tx = conn.transaction()?;
-            let found: Vec<ApiKey> = {
-                let mut stmt = tx.prepare(&format!(
-                    "SELECT {COLUMNS} FROM api_keys WHERE CAST(id AS TEXT) = ?1 OR prefix = ?1"
-                ))?;
-                let rows = stmt.query_map([&selector], from_row)?;
-                rows.collect::<rusqlite::Result<_>>()?
-            };
-            let mut key = match found.as_slice() {
-                [one] => one.clone(),
-                [] => {
-                    return Err(StoreError::NotFound(format!(
-                        "no API key with id or prefix `{selector}`"
-                    )));
-                }
-                _ => {
-                    return Err(StoreError::Conflict(format!(
-                        "`{selector}` matches several keys; use the id"
-                    )));
-                }
-            };
-            if key.revoked_at.is_none() {
-                let now = now_ms();
-                tx.execute(
-                    "UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2",
-                    params![now, key.id],
-                )?;
-                key.revoked_at = Some(now);
+        let now = now_ms();
+        match &self.engine {
+            Engine::Sqlite(db) => {
+                db.write(move |conn| {
+                    let tx = conn.transaction()?;
+                    let found: Vec<ApiKey> = {
+                        let mut stmt = tx.prepare(&format!(
+                            "SELECT {COLUMNS} FROM api_keys WHERE CAST(id AS TEXT) = ?1 OR prefix = ?1"
+                        ))?;
+                        let rows = stmt.query_map([&selector], from_row)?;
+                        rows.collect::<rusqlite::Result<_>>()?
+                    };
+                    let mut key = single(&selector, found)?;
+                    if key.revoked_at.is_none() {
+                        tx.execute(
+                            "UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2",
+                            params![now, key.id],
+                        )?;
+                        key.revoked_at = Some(now);
+                    }
+                    tx.commit()?;
+                    Ok(key)
+                })
+                .await
             }
-            tx.commit()?;
-            Ok(key)
-        })
-        .await
+            Engine::Postgres(db) => {
+                let mut client = db.client().await?;
+                let tx = client.transaction().await?;
+                let found = tx
+                    .query(
+                        &format!(
+                            "SELECT {COLUMNS} FROM api_keys WHERE id::text = $1 OR prefix = $1 FOR UPDATE"
+                        ),
+                        &[&selector],
+                    )
+                    .await?
+                    .iter()
+                    .map(from_pg)
+                    .collect::<Result<Vec<_>>>()?;
+                let mut key = single(&selector, found)?;
+                if key.revoked_at.is_none() {
+                    tx.execute(
+                        "UPDATE api_keys SET revoked_at = $1 WHERE id = $2",
+                        &[&now, &key.id],
+                    )
+                    .await?;
+                    key.revoked_at = Some(now);
+                }
+                tx.commit().await?;
+                Ok(key)
+            }
+        }
     }
 
     /// Records when keys were last used, in one transaction.
     pub async fn touch_api_keys(&self, uses: Vec<(i64, i64)>) -> Result<()> {
-        self.write(move |conn| {
-            let tx = conn.transaction()?;
-            {
-                let mut stmt = tx.prepare_cached(
-                    "UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?2) WHERE id = ?1",
-                )?;
-                for (id, at) in uses {
-                    stmt.execute(params![id, at])?;
-                }
+        match &self.engine {
+            Engine::Sqlite(db) => {
+                db.write(move |conn| {
+                    let tx = conn.transaction()?;
+                    {
+                        let mut stmt = tx.prepare_cached(
+                            "UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?2) WHERE id = ?1",
+                        )?;
+                        for (id, at) in uses {
+                            stmt.execute(params![id, at])?;
+                        }
+                    }
+                    tx.commit()?;
+                    Ok(())
+                })
+                .await
             }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+            Engine::Postgres(db) => {
+                let (ids, ats): (Vec<i64>, Vec<i64>) = uses.into_iter().unzip();
+                db.client()
+                    .await?
+                    .execute(
+                        "UPDATE api_keys AS k SET last_used_at = GREATEST(COALESCE(k.last_used_at, 0), u.at)
+                         FROM UNNEST($1::BIGINT[], $2::BIGINT[]) AS u (id, at) WHERE k.id = u.id",
+                        &[&ids, &ats],
+                    )
+                    .await?;
+                Ok(())
+            }
+        }
     }
 }
 
@@ -171,43 +278,47 @@ mod tests {
 
     #[tokio::test]
     async fn keys_are_found_by_hash_only_and_revocable() {
-        let (store, _dir) = testing::store().await;
-        let created = store.create_api_key("ci", None, None).await.unwrap();
-        assert!(created.key.starts_with("sk-ab-"));
-        assert!(created.key.starts_with(&created.record.prefix));
-        let found = store
-            .find_api_key(secrets::hash_api_key(&created.key))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(found, created.record);
-        assert!(found.is_usable(now_ms()));
-        assert!(
-            store
-                .find_api_key(secrets::hash_api_key("sk-ab-nope"))
+        for test in testing::each().await {
+            let store = &test.store;
+            let created = store.create_api_key("ci", None, None).await.unwrap();
+            assert!(created.key.starts_with("sk-ab-"));
+            assert!(created.key.starts_with(&created.record.prefix));
+            let found = store
+                .find_api_key(secrets::hash_api_key(&created.key))
                 .await
                 .unwrap()
-                .is_none()
-        );
+                .unwrap();
+            assert_eq!(found, created.record);
+            assert!(found.is_usable(now_ms()));
+            assert!(
+                store
+                    .find_api_key(secrets::hash_api_key("sk-ab-nope"))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
 
-        let revoked = store.revoke_api_key(&created.record.prefix).await.unwrap();
-        assert!(!revoked.is_usable(now_ms()));
-        assert!(matches!(
-            store.revoke_api_key("999").await,
-            Err(StoreError::NotFound(_))
-        ));
+            let revoked = store.revoke_api_key(&created.record.prefix).await.unwrap();
+            assert!(!revoked.is_usable(now_ms()));
+            assert!(matches!(
+                store.revoke_api_key("999").await,
+                Err(StoreError::NotFound(_))
+            ));
+        }
     }
 
     #[tokio::test]
     async fn expiry_and_last_used() {
-        let (store, _dir) = testing::store().await;
-        let k = store
-            .create_api_key("old", None, Some(now_ms() - 1))
-            .await
-            .unwrap();
-        assert!(!k.record.is_usable(now_ms()));
-        store.touch_api_keys(vec![(k.record.id, 42)]).await.unwrap();
-        let listed = store.list_api_keys().await.unwrap();
-        assert_eq!(listed[0].last_used_at, Some(42));
+        for test in testing::each().await {
+            let store = &test.store;
+            let k = store
+                .create_api_key("old", None, Some(now_ms() - 1))
+                .await
+                .unwrap();
+            assert!(!k.record.is_usable(now_ms()));
+            store.touch_api_keys(vec![(k.record.id, 42)]).await.unwrap();
+            let listed = store.list_api_keys().await.unwrap();
+            assert_eq!(listed[0].last_used_at, Some(42));
+        }
     }
 }

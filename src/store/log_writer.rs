@@ -133,28 +133,31 @@ mod tests {
 
     #[tokio::test]
     async fn every_record_is_written_by_shutdown() {
-        let (store, _dir) = testing::store().await;
-        let tracker = TaskTracker::new();
-        let shutdown = CancellationToken::new();
-        let writer = LogWriter::spawn(store.clone(), &tracker, shutdown.clone());
-        for i in 0..1500 {
-            writer.record(LogRecord {
-                alias: format!("m{i}"),
-                status: 200,
-                ..LogRecord::default()
-            });
+        for test in testing::each().await {
+            let store = test.store;
+            let tracker = TaskTracker::new();
+            let shutdown = CancellationToken::new();
+            let writer = LogWriter::spawn(store.clone(), &tracker, shutdown.clone());
+            for i in 0..1500 {
+                writer.record(LogRecord {
+                    alias: format!("m{i}"),
+                    status: 200,
+                    ..LogRecord::default()
+                });
+            }
+            shutdown.cancel();
+            tracker.close();
+            tracker.wait().await;
+            assert_eq!(store.count_logs().await.unwrap(), 1500);
+            assert_eq!(writer.stats().written.load(Ordering::Relaxed), 1500);
+            assert_eq!(writer.stats().dropped.load(Ordering::Relaxed), 0);
         }
-        shutdown.cancel();
-        tracker.close();
-        tracker.wait().await;
-        assert_eq!(store.count_logs().await.unwrap(), 1500);
-        assert_eq!(writer.stats().written.load(Ordering::Relaxed), 1500);
-        assert_eq!(writer.stats().dropped.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]
     async fn pending_counts_requests_whose_record_is_not_queued_yet() {
-        let (store, _dir) = testing::store().await;
+        let test = testing::sqlite().await;
+        let store = test.store;
         let tracker = TaskTracker::new();
         let writer = LogWriter::spawn(store, &tracker, CancellationToken::new());
         writer.begin();

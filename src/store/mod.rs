@@ -1,33 +1,42 @@
-//! The store: SQLite in WAL mode through tokio-rusqlite.
+//! The store: one interface over two engines, SQLite (embedded, the
+//! default) and PostgreSQL (shared by several replicas).
 //!
-//! One writer connection and `DB_POOL_SIZE` read-only connections, each on
-//! its own thread (tokio-rusqlite), so reads never queue behind writes. A
-//! request that waits longer than `DB_POOL_TIMEOUT` for a reader fails with
-//! [`StoreError::PoolTimeout`] instead of hanging. The files below hold the
-//! only SQL in the crate, one file per table family; they take and return
-//! domain types and hold no business rules.
+//! [`Store`] wraps an enum of the two engines rather than a trait object:
+//! calls dispatch statically, each table-family file (users, api_keys,
+//! providers, request_logs, audit) holds both engines' SQL side by side in
+//! one `match`, so a table cannot gain a column on one engine and not the
+//! other without the difference being in plain sight, and no method needs
+//! boxing to be async. [`sqlite`] and [`postgres`] own connections only.
+//! The table-family files hold the only SQL in the crate; they take and
+//! return domain types and hold no business rules. Times are UTC Unix
+//! milliseconds (`BIGINT`) on both engines.
 
 mod api_keys;
 mod audit;
+pub mod copy;
 pub mod log_writer;
 mod migrations;
+pub mod postgres;
 mod providers;
 mod request_logs;
+pub mod retention;
+pub mod sqlite;
 mod users;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use tokio::sync::Semaphore;
-use tokio_rusqlite::{Connection, OpenFlags, rusqlite};
 
 pub use api_keys::{ApiKey, NewApiKey};
 pub use audit::AuditEntry;
 pub use log_writer::LogWriter;
 pub use migrations::{MigrationReport, SCHEMA_VERSION};
+pub use postgres::PgUrl;
 pub use request_logs::LogRecord;
 pub use users::{Role, User};
+
+use postgres::Postgres;
+use sqlite::Sqlite;
+use tokio_rusqlite::rusqlite;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -35,6 +44,9 @@ pub enum StoreError {
     PoolTimeout(Duration),
     #[error("the database connection is closed")]
     Closed,
+    /// The database server cannot be reached (PostgreSQL down, network cut).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -47,23 +59,30 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database error: {}", postgres::error_text(.0))]
+    Postgres(tokio_postgres::Error),
 }
 
-impl From<tokio_rusqlite::Error<StoreError>> for StoreError {
-    fn from(e: tokio_rusqlite::Error<StoreError>) -> Self {
-        match e {
-            tokio_rusqlite::Error::Error(e) => e,
-            _ => StoreError::Closed,
-        }
+impl StoreError {
+    /// The database could not be reached or had no free connection: worth
+    /// answering `503` and trying again, unlike a bug or bad data.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::PoolTimeout(_) | StoreError::Closed | StoreError::Unavailable(_)
+        )
     }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A parsed `ABRIDGE_DATABASE` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DbUrl {
-    pub path: PathBuf,
+#[derive(Debug, Clone)]
+pub enum DbUrl {
+    /// `sqlite://PATH` (or `sqlite:PATH`).
+    Sqlite(PathBuf),
+    /// `postgres://...` or `postgresql://...`.
+    Postgres(Box<PgUrl>),
 }
 
 /// A database URL fit for messages and logs: a password in it is masked.
@@ -72,37 +91,48 @@ pub fn redact_url(url: &str) -> String {
         return url.to_string();
     };
     let rest = &url[scheme_end..];
-    let host_start = rest.find('/').unwrap_or(rest.len());
-    match rest[..host_start].rfind('@') {
+    let host_start = rest.find(['/', '?']).unwrap_or(rest.len());
+    let masked = match rest[..host_start].rfind('@') {
         Some(at) => {
             let user = rest[..at].split(':').next().unwrap_or_default();
             format!("{}{user}:*****{}", &url[..scheme_end], &rest[at..])
         }
         None => url.to_string(),
+    };
+    // `?password=...` is the other place libpq URLs carry one.
+    match masked.split_once('?') {
+        Some((base, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some(("password", _)) => "password=*****".to_string(),
+                    _ => p.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", params.join("&"))
+        }
+        None => masked,
     }
 }
 
 impl DbUrl {
     pub fn parse(url: &str) -> std::result::Result<Self, String> {
         let shown = redact_url(url);
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return PgUrl::parse(url)
+                .map(|url| DbUrl::Postgres(Box::new(url)))
+                .map_err(|e| format!("`{shown}`: {e}"));
+        }
         let path = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
             .ok_or_else(|| {
-                if url.starts_with("postgres") {
-                    format!(
-                        "`{shown}`: PostgreSQL is not supported by this version; use sqlite://PATH"
-                    )
-                } else {
-                    format!("`{shown}` is not a database URL; expected sqlite://PATH")
-                }
+                format!("`{shown}` is not a database URL; expected sqlite://PATH or postgres://...")
             })?;
         if path.is_empty() {
             return Err(format!("`{shown}` names no file; expected sqlite://PATH"));
         }
-        Ok(Self {
-            path: PathBuf::from(path),
-        })
+        Ok(DbUrl::Sqlite(PathBuf::from(path)))
     }
 }
 
@@ -114,165 +144,226 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Read-only connections handed out one request at a time.
-struct Readers {
-    conns: Vec<Connection>,
-    free: Mutex<Vec<usize>>,
-    permits: Semaphore,
-    timeout: Duration,
+/// The two engines; the table-family files `match` on it.
+#[derive(Clone)]
+enum Engine {
+    Sqlite(Sqlite),
+    Postgres(Postgres),
 }
 
-/// A cheap-to-clone handle on the database.
+/// A cheap-to-clone handle on the database, whichever engine holds it.
 #[derive(Clone)]
 pub struct Store {
-    writer: Connection,
-    readers: Arc<Readers>,
+    engine: Engine,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("readers", &self.readers.conns.len())
-            .finish_non_exhaustive()
+        match &self.engine {
+            Engine::Sqlite(db) => f
+                .debug_struct("Store::Sqlite")
+                .field("readers", &db.readers())
+                .finish_non_exhaustive(),
+            Engine::Postgres(db) => f
+                .debug_struct("Store::Postgres")
+                .field("target", &db.target())
+                .field("connections", &db.size())
+                .finish_non_exhaustive(),
+        }
     }
-}
-
-/// Page cache of the writer: request-log inserts touch the table's tail and
-/// its index, so a few MB keep them in memory without growing RSS with the log.
-const WRITER_CACHE_KIB: i64 = 8 * 1024;
-/// Page cache of each reader: readers serve small tables (keys, providers, users).
-const READER_CACHE_KIB: i64 = 1024;
-
-fn configure(conn: &mut rusqlite::Connection, cache_kib: i64) -> rusqlite::Result<()> {
-    conn.busy_timeout(Duration::from_secs(5))?;
-    conn.execute_batch(&format!(
-        "PRAGMA synchronous = NORMAL;
-         PRAGMA foreign_keys = ON;
-         PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -{cache_kib};"
-    ))
 }
 
 impl Store {
-    /// Opens (creating if needed) the database, in WAL mode. Does not migrate.
+    /// Opens the database: creates a SQLite file in WAL mode, or connects to
+    /// PostgreSQL (failing at once when it cannot be reached). Does not migrate.
     pub async fn open(url: &DbUrl, pool_size: usize, pool_timeout: Duration) -> Result<Self> {
-        if let Some(dir) = url.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Corrupt(format!("cannot create directory {}: {e}", dir.display()))
-            })?;
-        }
-        let writer = Connection::open(&url.path).await?;
-        writer
-            .call(|conn| -> Result<()> {
-                let mode: String =
-                    conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
-                if !mode.eq_ignore_ascii_case("wal") {
-                    return Err(StoreError::Corrupt(format!(
-                        "could not switch to WAL mode (got {mode})"
-                    )));
-                }
-                configure(conn, WRITER_CACHE_KIB)?;
-                Ok(())
-            })
-            .await?;
-        let mut conns = Vec::with_capacity(pool_size);
-        for _ in 0..pool_size {
-            let reader = Connection::open_with_flags(
-                &url.path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .await?;
-            reader
-                .call(|conn| -> Result<()> { Ok(configure(conn, READER_CACHE_KIB)?) })
-                .await?;
-            conns.push(reader);
-        }
-        let readers = Readers {
-            free: Mutex::new((0..conns.len()).collect()),
-            permits: Semaphore::new(conns.len()),
-            conns,
-            timeout: pool_timeout,
+        let engine = match url {
+            DbUrl::Sqlite(path) => {
+                Engine::Sqlite(Sqlite::open(path, pool_size, pool_timeout).await?)
+            }
+            DbUrl::Postgres(url) => {
+                Engine::Postgres(Postgres::open(url, pool_size, pool_timeout).await?)
+            }
         };
-        Ok(Self {
-            writer,
-            readers: Arc::new(readers),
-        })
+        Ok(Self { engine })
     }
 
-    /// Runs `f` on a free reader, waiting at most `DB_POOL_TIMEOUT` for one.
-    async fn read<R, F>(&self, f: F) -> Result<R>
-    where
-        F: FnOnce(&rusqlite::Connection) -> Result<R> + Send + 'static,
-        R: Send + 'static,
-    {
-        let readers = &self.readers;
-        let _permit = tokio::time::timeout(readers.timeout, readers.permits.acquire())
-            .await
-            .map_err(|_| StoreError::PoolTimeout(readers.timeout))?
-            .map_err(|_| StoreError::Closed)?;
-        let slot = Slot::take(readers).ok_or(StoreError::Closed)?;
-        Ok(readers.conns[slot.index].call(move |conn| f(conn)).await?)
+    /// `sqlite` or `postgres`.
+    pub fn engine(&self) -> &'static str {
+        match &self.engine {
+            Engine::Sqlite(_) => "sqlite",
+            Engine::Postgres(_) => "postgres",
+        }
     }
 
-    /// Runs `f` on the one writer connection.
-    async fn write<R, F>(&self, f: F) -> Result<R>
-    where
-        F: FnOnce(&mut rusqlite::Connection) -> Result<R> + Send + 'static,
-        R: Send + 'static,
-    {
-        Ok(self.writer.call(f).await?)
-    }
-
-    /// Readiness check: a trivial query on a reader.
+    /// Readiness check: a trivial query.
     pub async fn ping(&self) -> Result<()> {
-        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
-            .await
+        match &self.engine {
+            Engine::Sqlite(db) => {
+                db.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+                    .await
+            }
+            Engine::Postgres(db) => {
+                db.client().await?.query_one("SELECT 1", &[]).await?;
+                Ok(())
+            }
+        }
     }
 
-    /// The journal mode of the open database (`wal` once opened).
-    pub async fn journal_mode(&self) -> Result<String> {
-        self.read(|conn| Ok(conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))?))
-            .await
+    /// One line about the engine for `init-db`: SQLite's journal mode or
+    /// PostgreSQL's version.
+    pub async fn describe(&self) -> Result<String> {
+        match &self.engine {
+            Engine::Sqlite(db) => Ok(format!("journal mode: {}", db.journal_mode().await?)),
+            Engine::Postgres(db) => Ok(format!("server: {}", db.server_version().await?)),
+        }
     }
-}
-
-/// A reader taken from the free list; returned on drop, so a cancelled
-/// request (client gone) cannot leak it.
-struct Slot<'a> {
-    readers: &'a Readers,
-    index: usize,
-}
-
-impl<'a> Slot<'a> {
-    fn take(readers: &'a Readers) -> Option<Self> {
-        let index = lock(&readers.free).pop()?;
-        Some(Self { readers, index })
-    }
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        lock(&self.readers.free).push(self.index);
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
 pub(crate) mod testing {
+    //! Stores for tests: every store test runs on SQLite and, when
+    //! `DATABASE_URL` points at a PostgreSQL server, on PostgreSQL too, each
+    //! in a fresh database (a temporary file, or a schema of its own that is
+    //! dropped afterwards), so tests run in parallel.
+
     use super::*;
 
-    /// A migrated store in a temporary directory that lives as long as the guard.
-    pub async fn store() -> (Store, tempfile::TempDir) {
+    /// A store on a fresh database; the database goes away with it.
+    pub struct TestStore {
+        pub store: Store,
+        /// How to open the same database again (a second replica).
+        pub url: DbUrl,
+        /// Deletes the database when the test is done (a directory or a schema).
+        _guard: Box<dyn Send + Sync>,
+    }
+
+    /// Drops a test schema, on a thread of its own because `Drop` cannot
+    /// await. The test's own connections are ended first (they carry the
+    /// schema's name as `application_name`): the test runtime is blocked
+    /// while this runs, so they could not finish an open transaction.
+    struct DropSchema {
+        server: PgUrl,
+        name: String,
+    }
+
+    impl Drop for DropSchema {
+        #[allow(clippy::disallowed_methods)] // test clean-up
+        fn drop(&mut self) {
+            let server = self.server.clone();
+            let name = self.name.clone();
+            let done = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    let pg = Postgres::open(&server, 1, Duration::from_secs(10)).await?;
+                    let client = pg.client().await?;
+                    client
+                        .execute(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                             WHERE application_name = $1",
+                            &[&name],
+                        )
+                        .await?;
+                    client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                        .await?;
+                    Ok::<_, StoreError>(())
+                })
+            });
+            if let Ok(Err(e)) = done.join() {
+                eprintln!("could not drop test schema {}: {e}", self.name);
+            }
+        }
+    }
+
+    /// A migrated SQLite store.
+    pub async fn sqlite() -> TestStore {
+        let test = sqlite_fresh().await;
+        test.store.migrate().await.unwrap();
+        test
+    }
+
+    /// An empty SQLite database, not migrated.
+    pub async fn sqlite_fresh() -> TestStore {
         let dir = tempfile::tempdir().unwrap();
-        let url = DbUrl {
-            path: dir.path().join("test.db"),
-        };
+        let url = DbUrl::Sqlite(dir.path().join("test.db"));
         let store = Store::open(&url, 2, Duration::from_secs(5)).await.unwrap();
-        store.migrate().await.unwrap();
-        (store, dir)
+        TestStore {
+            store,
+            url,
+            _guard: Box::new(dir),
+        }
+    }
+
+    /// The PostgreSQL server named by `DATABASE_URL`, or `None` with a
+    /// notice; under `ABRIDGE_REQUIRE_SERVICES=1` a missing server fails.
+    pub fn postgres_server() -> Option<PgUrl> {
+        let required = std::env::var("ABRIDGE_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+        match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Some(PgUrl::parse(&url).unwrap()),
+            _ if required => panic!("ABRIDGE_REQUIRE_SERVICES=1 but DATABASE_URL is not set"),
+            _ => {
+                eprintln!("skipped on PostgreSQL: DATABASE_URL is not set");
+                None
+            }
+        }
+    }
+
+    /// An empty schema of its own on the `DATABASE_URL` server, not migrated.
+    pub async fn postgres_fresh() -> Option<TestStore> {
+        let server = postgres_server()?;
+        let required = std::env::var("ABRIDGE_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+        let admin = match Postgres::open(&server, 1, Duration::from_secs(10)).await {
+            Ok(pg) => pg,
+            Err(e) if required => panic!("ABRIDGE_REQUIRE_SERVICES=1 but {e}"),
+            Err(e) => {
+                eprintln!("skipped on PostgreSQL: {e}");
+                return None;
+            }
+        };
+        let name = format!("abridge_test_{:016x}", rand::random::<u64>());
+        admin
+            .client()
+            .await
+            .unwrap()
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .await
+            .unwrap();
+        let guard = DropSchema {
+            server: server.clone(),
+            name: name.clone(),
+        };
+        let url = DbUrl::Postgres(Box::new(server.with_schema(&name)));
+        let store = Store::open(&url, 4, Duration::from_secs(10)).await.unwrap();
+        Some(TestStore {
+            store,
+            url,
+            _guard: Box::new(guard),
+        })
+    }
+
+    /// A migrated PostgreSQL store, when a server is available.
+    pub async fn postgres() -> Option<TestStore> {
+        let test = postgres_fresh().await?;
+        test.store.migrate().await.unwrap();
+        Some(test)
+    }
+
+    /// A migrated store on each engine available: SQLite, then PostgreSQL.
+    pub async fn each() -> Vec<TestStore> {
+        let mut all = vec![sqlite().await];
+        all.extend(postgres().await);
+        all
+    }
+
+    /// An unmigrated store on each engine available.
+    pub async fn each_fresh() -> Vec<TestStore> {
+        let mut all = vec![sqlite_fresh().await];
+        all.extend(postgres_fresh().await);
+        all
     }
 }
 
@@ -282,66 +373,44 @@ mod tests {
 
     #[test]
     fn urls_parse_or_explain() {
-        assert_eq!(
-            DbUrl::parse("sqlite://./abridge.db").unwrap().path,
-            PathBuf::from("./abridge.db")
-        );
-        assert_eq!(
-            DbUrl::parse("sqlite:x.db").unwrap().path,
-            PathBuf::from("x.db")
-        );
+        let DbUrl::Sqlite(path) = DbUrl::parse("sqlite://./abridge.db").unwrap() else {
+            panic!("not sqlite")
+        };
+        assert_eq!(path, PathBuf::from("./abridge.db"));
         assert!(
-            DbUrl::parse("postgres://localhost/x")
-                .unwrap_err()
-                .contains("PostgreSQL")
+            matches!(DbUrl::parse("sqlite:x.db"), Ok(DbUrl::Sqlite(p)) if p.as_os_str() == "x.db")
         );
+        let DbUrl::Postgres(pg) = DbUrl::parse("postgres://app:pw@db:5433/gw").unwrap() else {
+            panic!("not postgres")
+        };
+        assert_eq!(pg.target(), "db:5433/gw");
+        assert!(matches!(
+            DbUrl::parse("postgresql://localhost/x"),
+            Ok(DbUrl::Postgres(_))
+        ));
         assert!(DbUrl::parse("mysql://x").is_err());
         assert!(DbUrl::parse("sqlite://").is_err());
-        let err = DbUrl::parse("postgres://app:hunter2@db:5432/x").unwrap_err();
+        let err = DbUrl::parse("postgres://app:hunter2@db:5432/x?sslmode=maybe").unwrap_err();
         assert!(
             !err.contains("hunter2") && err.contains("app:*****@db"),
             "{err}"
         );
         assert_eq!(redact_url("sqlite://./a.db"), "sqlite://./a.db");
+        assert_eq!(
+            redact_url("postgres://db/x?user=a&password=hunter2"),
+            "postgres://db/x?user=a&password=*****"
+        );
     }
 
     #[tokio::test]
-    async fn opens_in_wal_mode() {
-        let (store, _dir) = testing::store().await;
-        assert_eq!(store.journal_mode().await.unwrap(), "wal");
-        store.ping().await.unwrap();
-    }
-
-    #[tokio::test]
-    #[allow(clippy::disallowed_methods)] // a test task, not background work
-    async fn waiting_for_a_reader_times_out_clearly() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = DbUrl {
-            path: dir.path().join("t.db"),
-        };
-        let store = Store::open(&url, 1, Duration::from_millis(50))
-            .await
-            .unwrap();
-        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let busy = store.clone();
-        let blocker = tokio::spawn(async move {
-            busy.read(move |_| {
-                let _ = started_tx.send(());
-                let _ = release_rx.recv();
-                Ok(())
-            })
-            .await
-        });
-        tokio::task::spawn_blocking(move || started_rx.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        let err = store.ping().await.unwrap_err();
-        assert!(matches!(err, StoreError::PoolTimeout(_)), "{err}");
-        assert!(err.to_string().contains("DB_POOL_TIMEOUT"));
-        release_tx.send(()).unwrap();
-        blocker.await.unwrap().unwrap();
-        store.ping().await.unwrap();
+    async fn every_engine_answers_a_ping() {
+        for test in testing::each().await {
+            test.store.ping().await.unwrap();
+            let detail = test.store.describe().await.unwrap();
+            match test.store.engine() {
+                "sqlite" => assert_eq!(detail, "journal mode: wal"),
+                _ => assert!(detail.starts_with("server: PostgreSQL"), "{detail}"),
+            }
+        }
     }
 }

@@ -2,9 +2,11 @@
 
 use std::borrow::Cow;
 
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
 use tokio_rusqlite::rusqlite::params;
 
-use super::{Result, Store};
+use super::{Engine, Result, Store};
 
 /// What one request cost and how it went.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,84 +29,236 @@ pub struct LogRecord {
     pub error_kind: Option<Cow<'static, str>>,
 }
 
+/// The columns `insert_logs` writes, in order.
+const INSERT_COLUMNS: &str = "created_at, api_key_id, provider, upstream_model, alias, stream,
+    status, latency_ms, ttfb_ms, input_tokens, output_tokens, cache_read_tokens,
+    cache_creation_tokens, error_kind";
+
+/// PostgreSQL types of [`INSERT_COLUMNS`], for `COPY ... (FORMAT binary)`.
+const COPY_TYPES: &[Type] = &[
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::BOOL,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+];
+
+const SELECT_RECENT: &str =
+    "SELECT created_at, api_key_id, provider, upstream_model, alias, stream,
+        status, latency_ms, ttfb_ms, input_tokens, output_tokens, cache_read_tokens,
+        cache_creation_tokens, error_kind
+    FROM request_logs ORDER BY id DESC LIMIT ";
+
+fn from_pg(row: &tokio_postgres::Row) -> Result<LogRecord> {
+    Ok(LogRecord {
+        created_at: row.try_get(0)?,
+        api_key_id: row.try_get(1)?,
+        provider: row.try_get(2)?,
+        upstream_model: row.try_get(3)?,
+        alias: row.try_get(4)?,
+        stream: row.try_get(5)?,
+        status: row.try_get::<_, i64>(6)? as u16,
+        latency_ms: row.try_get::<_, i64>(7)? as u64,
+        ttfb_ms: row.try_get::<_, Option<i64>>(8)?.map(|t| t as u64),
+        input_tokens: row.try_get::<_, i64>(9)? as u64,
+        output_tokens: row.try_get::<_, i64>(10)? as u64,
+        cache_read_tokens: row.try_get::<_, i64>(11)? as u64,
+        cache_creation_tokens: row.try_get::<_, i64>(12)? as u64,
+        error_kind: row.try_get::<_, Option<String>>(13)?.map(Cow::Owned),
+    })
+}
+
 impl Store {
-    /// Inserts a batch of log records in one transaction.
+    /// Inserts a batch of log records at once: one transaction on SQLite,
+    /// one binary `COPY` on PostgreSQL (the cheapest bulk path it has).
     pub async fn insert_logs(&self, batch: Vec<LogRecord>) -> Result<()> {
-        self.write(move |conn| {
-            let tx = conn.transaction()?;
-            {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO request_logs (created_at, api_key_id, provider, upstream_model, alias,
-                        stream, status, latency_ms, ttfb_ms, input_tokens, output_tokens,
-                        cache_read_tokens, cache_creation_tokens, error_kind)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                )?;
-                for r in batch {
-                    stmt.execute(params![
-                        r.created_at,
-                        r.api_key_id,
-                        r.provider,
-                        r.upstream_model,
-                        r.alias,
-                        r.stream,
-                        r.status,
-                        r.latency_ms as i64,
-                        r.ttfb_ms.map(|t| t as i64),
-                        r.input_tokens as i64,
-                        r.output_tokens as i64,
-                        r.cache_read_tokens as i64,
-                        r.cache_creation_tokens as i64,
-                        r.error_kind,
-                    ])?;
-                }
+        match &self.engine {
+            Engine::Sqlite(db) => {
+                db.write(move |conn| {
+                    let tx = conn.transaction()?;
+                    {
+                        let mut stmt = tx.prepare_cached(&format!(
+                            "INSERT INTO request_logs ({INSERT_COLUMNS})
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                        ))?;
+                        for r in batch {
+                            stmt.execute(params![
+                                r.created_at,
+                                r.api_key_id,
+                                r.provider,
+                                r.upstream_model,
+                                r.alias,
+                                r.stream,
+                                r.status,
+                                r.latency_ms as i64,
+                                r.ttfb_ms.map(|t| t as i64),
+                                r.input_tokens as i64,
+                                r.output_tokens as i64,
+                                r.cache_read_tokens as i64,
+                                r.cache_creation_tokens as i64,
+                                r.error_kind,
+                            ])?;
+                        }
+                    }
+                    tx.commit()?;
+                    Ok(())
+                })
+                .await
             }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+            Engine::Postgres(db) => {
+                let client = db.client().await?;
+                let sink = client
+                    .copy_in(&format!(
+                        "COPY request_logs ({INSERT_COLUMNS}) FROM STDIN (FORMAT binary)"
+                    ))
+                    .await?;
+                let writer = BinaryCopyInWriter::new(sink, COPY_TYPES);
+                let mut writer = std::pin::pin!(writer);
+                for r in &batch {
+                    let status = i64::from(r.status);
+                    let latency = r.latency_ms as i64;
+                    let ttfb = r.ttfb_ms.map(|t| t as i64);
+                    let input = r.input_tokens as i64;
+                    let output = r.output_tokens as i64;
+                    let cache_read = r.cache_read_tokens as i64;
+                    let cache_creation = r.cache_creation_tokens as i64;
+                    let kind = r.error_kind.as_deref();
+                    writer
+                        .as_mut()
+                        .write(&[
+                            &r.created_at,
+                            &r.api_key_id,
+                            &r.provider,
+                            &r.upstream_model,
+                            &r.alias,
+                            &r.stream,
+                            &status,
+                            &latency,
+                            &ttfb,
+                            &input,
+                            &output,
+                            &cache_read,
+                            &cache_creation,
+                            &kind,
+                        ])
+                        .await?;
+                }
+                writer.finish().await?;
+                Ok(())
+            }
+        }
     }
 
     pub async fn count_logs(&self) -> Result<u64> {
-        self.read(|conn| {
-            Ok(
-                conn.query_row("SELECT COUNT(*) FROM request_logs", [], |r| {
-                    r.get::<_, i64>(0)
-                })? as u64,
-            )
-        })
-        .await
+        let n: i64 = match &self.engine {
+            Engine::Sqlite(db) => {
+                db.read(|conn| {
+                    Ok(conn.query_row("SELECT COUNT(*) FROM request_logs", [], |r| r.get(0))?)
+                })
+                .await?
+            }
+            Engine::Postgres(db) => db
+                .client()
+                .await?
+                .query_one("SELECT COUNT(*) FROM request_logs", &[])
+                .await?
+                .try_get(0)?,
+        };
+        Ok(n as u64)
     }
 
     /// The newest records, newest first.
     pub async fn recent_logs(&self, limit: u32) -> Result<Vec<LogRecord>> {
-        self.read(move |conn| {
-            let mut stmt = conn.prepare(
-                "SELECT created_at, api_key_id, provider, upstream_model, alias, stream, status,
-                        latency_ms, ttfb_ms, input_tokens, output_tokens, cache_read_tokens,
-                        cache_creation_tokens, error_kind
-                 FROM request_logs ORDER BY id DESC LIMIT ?1",
-            )?;
-            let rows = stmt.query_map([limit], |row| {
-                let kind: Option<String> = row.get(13)?;
-                Ok(LogRecord {
-                    created_at: row.get(0)?,
-                    api_key_id: row.get(1)?,
-                    provider: row.get(2)?,
-                    upstream_model: row.get(3)?,
-                    alias: row.get(4)?,
-                    stream: row.get(5)?,
-                    status: row.get(6)?,
-                    latency_ms: row.get::<_, i64>(7)? as u64,
-                    ttfb_ms: row.get::<_, Option<i64>>(8)?.map(|t| t as u64),
-                    input_tokens: row.get::<_, i64>(9)? as u64,
-                    output_tokens: row.get::<_, i64>(10)? as u64,
-                    cache_read_tokens: row.get::<_, i64>(11)? as u64,
-                    cache_creation_tokens: row.get::<_, i64>(12)? as u64,
-                    error_kind: kind.map(Cow::Owned),
+        match &self.engine {
+            Engine::Sqlite(db) => {
+                db.read(move |conn| {
+                    let mut stmt = conn.prepare(&format!("{SELECT_RECENT} ?1"))?;
+                    let rows = stmt.query_map([limit], |row| {
+                        let kind: Option<String> = row.get(13)?;
+                        Ok(LogRecord {
+                            created_at: row.get(0)?,
+                            api_key_id: row.get(1)?,
+                            provider: row.get(2)?,
+                            upstream_model: row.get(3)?,
+                            alias: row.get(4)?,
+                            stream: row.get(5)?,
+                            status: row.get(6)?,
+                            latency_ms: row.get::<_, i64>(7)? as u64,
+                            ttfb_ms: row.get::<_, Option<i64>>(8)?.map(|t| t as u64),
+                            input_tokens: row.get::<_, i64>(9)? as u64,
+                            output_tokens: row.get::<_, i64>(10)? as u64,
+                            cache_read_tokens: row.get::<_, i64>(11)? as u64,
+                            cache_creation_tokens: row.get::<_, i64>(12)? as u64,
+                            error_kind: kind.map(Cow::Owned),
+                        })
+                    })?;
+                    Ok(rows.collect::<Result<_, _>>()?)
                 })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-        .await
+                .await
+            }
+            Engine::Postgres(db) => db
+                .client()
+                .await?
+                .query(&format!("{SELECT_RECENT} $1"), &[&i64::from(limit)])
+                .await?
+                .iter()
+                .map(from_pg)
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing;
+
+    #[tokio::test]
+    async fn records_round_trip_in_batches() {
+        for test in testing::each().await {
+            let store = &test.store;
+            let key = store.create_api_key("k", None, None).await.unwrap();
+            let full = LogRecord {
+                created_at: 1_700_000_000_123,
+                api_key_id: Some(key.record.id),
+                provider: Some("p".into()),
+                upstream_model: Some("m".into()),
+                alias: "sonnet".into(),
+                stream: true,
+                status: 529,
+                latency_ms: 1234,
+                ttfb_ms: Some(56),
+                input_tokens: 10,
+                output_tokens: 20,
+                cache_read_tokens: 3,
+                cache_creation_tokens: 4,
+                error_kind: Some(Cow::Borrowed("overloaded")),
+            };
+            let bare = LogRecord {
+                alias: "haiku".into(),
+                status: 200,
+                ..LogRecord::default()
+            };
+            store
+                .insert_logs(vec![full.clone(), bare.clone()])
+                .await
+                .unwrap();
+            assert_eq!(store.count_logs().await.unwrap(), 2);
+            assert_eq!(
+                store.recent_logs(10).await.unwrap(),
+                vec![bare, full],
+                "{}",
+                store.engine()
+            );
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use tokio_rusqlite::rusqlite::{self, OptionalExtension, params};
 
-use super::{Result, Store, StoreError, now_ms};
+use super::{Engine, Result, Store, StoreError, now_ms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -41,6 +41,18 @@ pub struct User {
 
 const COLUMNS: &str = "id, email, password_hash, role, disabled, created_at, updated_at";
 
+fn from_pg(row: &tokio_postgres::Row) -> Result<User> {
+    Ok(User {
+        id: row.try_get(0)?,
+        email: row.try_get(1)?,
+        password_hash: row.try_get(2)?,
+        role: Role::parse(row.try_get(3)?)?,
+        disabled: row.try_get(4)?,
+        created_at: row.try_get(5)?,
+        updated_at: row.try_get(6)?,
+    })
+}
+
 fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(User, String)> {
     let role: String = row.get(3)?;
     Ok((
@@ -67,56 +79,100 @@ impl Store {
     pub async fn create_user(&self, email: &str, password_hash: &str, role: Role) -> Result<User> {
         let email = email.trim().to_lowercase();
         let hash = password_hash.to_string();
-        self.write(move |conn| {
-            let now = now_ms();
-            let inserted = conn.execute(
-                "INSERT INTO users (email, password_hash, role, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (email) DO NOTHING",
-                params![email, hash, role.as_str(), now],
-            )?;
-            if inserted == 0 {
-                return Err(StoreError::Conflict(format!(
-                    "a user with email {email} already exists"
-                )));
+        let now = now_ms();
+        let id = match &self.engine {
+            Engine::Sqlite(db) => {
+                let (email, hash) = (email.clone(), hash.clone());
+                db.write(move |conn| {
+                    let inserted = conn.execute(
+                        "INSERT INTO users (email, password_hash, role, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (email) DO NOTHING",
+                        params![email, hash, role.as_str(), now],
+                    )?;
+                    Ok((inserted == 1).then(|| conn.last_insert_rowid()))
+                })
+                .await?
             }
-            Ok(User {
-                id: conn.last_insert_rowid(),
-                email,
-                password_hash: hash,
-                role,
-                disabled: false,
-                created_at: now,
-                updated_at: now,
-            })
+            Engine::Postgres(db) => db
+                .client()
+                .await?
+                .query_opt(
+                    "INSERT INTO users (email, password_hash, role, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $4) ON CONFLICT DO NOTHING RETURNING id",
+                    &[&email, &hash, &role.as_str(), &now],
+                )
+                .await?
+                .map(|row| row.try_get(0))
+                .transpose()?,
+        };
+        let id = id.ok_or_else(|| {
+            StoreError::Conflict(format!("a user with email {email} already exists"))
+        })?;
+        Ok(User {
+            id,
+            email,
+            password_hash: hash,
+            role,
+            disabled: false,
+            created_at: now,
+            updated_at: now,
         })
-        .await
     }
 
     pub async fn find_user_by_email(&self, email: &str) -> Result<Option<User>> {
         let email = email.trim().to_lowercase();
-        self.read(move |conn| {
-            conn.query_row(
-                &format!("SELECT {COLUMNS} FROM users WHERE email = ?1"),
-                [email],
-                from_row,
-            )
-            .optional()?
-            .map(finish)
-            .transpose()
-        })
-        .await
+        match &self.engine {
+            Engine::Sqlite(db) => {
+                db.read(move |conn| {
+                    conn.query_row(
+                        &format!("SELECT {COLUMNS} FROM users WHERE email = ?1"),
+                        [email],
+                        from_row,
+                    )
+                    .optional()?
+                    .map(finish)
+                    .transpose()
+                })
+                .await
+            }
+            Engine::Postgres(db) => db
+                .client()
+                .await?
+                .query_opt(
+                    &format!("SELECT {COLUMNS} FROM users WHERE lower(email) = $1"),
+                    &[&email],
+                )
+                .await?
+                .as_ref()
+                .map(from_pg)
+                .transpose(),
+        }
     }
 
     /// Admins that can log in; start-up creates one when there is none.
     pub async fn count_active_admins(&self) -> Result<u64> {
-        self.read(|conn| {
-            Ok(conn.query_row(
-                "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0",
-                [],
-                |row| row.get::<_, i64>(0),
-            )? as u64)
-        })
-        .await
+        let n: i64 = match &self.engine {
+            Engine::Sqlite(db) => {
+                db.read(|conn| {
+                    Ok(conn.query_row(
+                        "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0",
+                        [],
+                        |row| row.get(0),
+                    )?)
+                })
+                .await?
+            }
+            Engine::Postgres(db) => db
+                .client()
+                .await?
+                .query_one(
+                    "SELECT COUNT(*) FROM users WHERE role = 'admin' AND NOT disabled",
+                    &[],
+                )
+                .await?
+                .try_get(0)?,
+        };
+        Ok(n as u64)
     }
 }
 
@@ -127,24 +183,26 @@ mod tests {
 
     #[tokio::test]
     async fn users_are_unique_by_email_case_insensitively() {
-        let (store, _dir) = testing::store().await;
-        assert_eq!(store.count_active_admins().await.unwrap(), 0);
-        let user = store
-            .create_user("Ops@Example.com", "$argon2id$x", Role::Admin)
-            .await
-            .unwrap();
-        assert_eq!(user.email, "ops@example.com");
-        let err = store
-            .create_user("OPS@example.com", "h", Role::Viewer)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StoreError::Conflict(_)));
-        let found = store
-            .find_user_by_email("ops@EXAMPLE.com")
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(found.role, Role::Admin);
-        assert_eq!(store.count_active_admins().await.unwrap(), 1);
+        for test in testing::each().await {
+            let store = &test.store;
+            assert_eq!(store.count_active_admins().await.unwrap(), 0);
+            let user = store
+                .create_user("Ops@Example.com", "$argon2id$x", Role::Admin)
+                .await
+                .unwrap();
+            assert_eq!(user.email, "ops@example.com");
+            let err = store
+                .create_user("OPS@example.com", "h", Role::Viewer)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StoreError::Conflict(_)));
+            let found = store
+                .find_user_by_email("ops@EXAMPLE.com")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(found.role, Role::Admin);
+            assert_eq!(store.count_active_admins().await.unwrap(), 1);
+        }
     }
 }
