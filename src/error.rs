@@ -28,6 +28,12 @@ pub enum Error {
     /// No provider could take the request (all failed or all breakers open).
     #[error("{0}")]
     Overloaded(String),
+    /// The store (database) cannot be reached or has no free connection:
+    /// `503 api_error`, which Anthropic's SDKs and Claude Code retry. Not
+    /// `overloaded_error`: nothing is overloaded, and that type tells
+    /// clients the *model* is busy.
+    #[error("{0}")]
+    Unavailable(String),
     /// The upstream answered, but not with something we can pass on.
     #[error("{message}")]
     BadUpstream { status: StatusCode, message: String },
@@ -52,6 +58,7 @@ impl Error {
             Error::Overloaded(_) => {
                 StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
             }
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::BadUpstream { status, .. } => *status,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -68,7 +75,7 @@ impl Error {
             Error::RateLimited(_) => "rate_limit_error",
             Error::Overloaded(_) => "overloaded_error",
             Error::BadUpstream { status, .. } if status.as_u16() == 504 => "timeout_error",
-            Error::BadUpstream { .. } | Error::Internal(_) => "api_error",
+            Error::Unavailable(_) | Error::BadUpstream { .. } | Error::Internal(_) => "api_error",
         }
     }
 
@@ -125,8 +132,14 @@ impl IntoResponse for Error {
 }
 
 impl From<crate::store::StoreError> for Error {
+    /// An unreachable database is a `503` the client may retry; any other
+    /// store error is a bug or bad data, a `500` with the cause kept internal.
     fn from(e: crate::store::StoreError) -> Self {
-        Error::Internal(e.into())
+        if e.is_unavailable() {
+            Error::Unavailable("the gateway's database is unavailable; retry shortly".into())
+        } else {
+            Error::Internal(e.into())
+        }
     }
 }
 
@@ -151,6 +164,7 @@ mod tests {
             (Error::RequestTooLarge("x".into()), 413, "request_too_large"),
             (Error::RateLimited("x".into()), 429, "rate_limit_error"),
             (Error::Overloaded("x".into()), 529, "overloaded_error"),
+            (Error::Unavailable("x".into()), 503, "api_error"),
             (
                 Error::Internal(anyhow::anyhow!("secret detail")),
                 500,
@@ -161,6 +175,21 @@ mod tests {
             assert_eq!(err.status().as_u16(), status);
             assert_eq!(err.kind(), kind);
         }
+    }
+
+    #[test]
+    fn an_unreachable_store_is_a_retryable_503_without_details() {
+        use crate::store::StoreError;
+        let down: Error =
+            StoreError::Unavailable("cannot reach PostgreSQL at db:5432/x".into()).into();
+        assert_eq!(down.status().as_u16(), 503);
+        let body = down.anthropic_body();
+        assert_eq!(body["error"]["type"], "api_error");
+        assert!(!body.to_string().contains("db:5432"), "{body}");
+        let busy: Error = StoreError::PoolTimeout(std::time::Duration::from_secs(1)).into();
+        assert_eq!(busy.status().as_u16(), 503);
+        let bug: Error = StoreError::Corrupt("x".into()).into();
+        assert_eq!(bug.status().as_u16(), 500);
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod gen_keys;
 mod init_db;
 mod keys;
 mod loadtest;
+mod migrate_store;
 mod providers;
 mod serve;
 
@@ -42,6 +43,7 @@ pub enum Command {
     #[command(subcommand)]
     Providers(providers::Command),
     Loadtest(loadtest::Args),
+    MigrateStore(migrate_store::Args),
 }
 
 impl Cli {
@@ -80,6 +82,7 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::CreateAdmin(args) => create_admin::run(overrides, args).await,
             Command::Keys(cmd) => keys::run(overrides, cmd).await,
             Command::Providers(cmd) => providers::run(overrides, cmd).await,
+            Command::MigrateStore(args) => migrate_store::run(overrides, args).await,
             // The generator fails only on bad flags or inputs: a usage error.
             Command::Loadtest(args) => loadtest::run(args)
                 .await

@@ -50,7 +50,7 @@ pub async fn run(overrides: Overrides, command: Command) -> anyhow::Result<ExitC
         let file = settings.server.providers_file.as_deref();
         sources::load_all(&router, &store, &secrets.sealer, file)
             .await
-            .map(|()| router)
+            .map(|_| router)
     };
     match command {
         Command::Import { file } => {

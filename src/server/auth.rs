@@ -2,9 +2,11 @@
 //!
 //! Keys arrive as `x-api-key` or `Authorization: Bearer`. They are hashed
 //! (SHA-256) and looked up through [`KeyCache`], so the hot path reads no
-//! database: found records are cached for [`KEY_TTL`] (a CLI revocation
-//! reaches running servers within that time), unknown hashes for
-//! [`MISSING_TTL`] so a flood of bad keys cannot hammer SQLite. `last_used`
+//! database: found records are cached for `ABRIDGE_KEY_CACHE_TTL` (a
+//! revocation by the CLI or another replica reaches this server within that
+//! time, and a cached key keeps working while the database is unreachable),
+//! unknown hashes for at most [`MISSING_TTL`] so a flood of bad keys cannot
+//! hammer the database. `last_used`
 //! is collected in memory and written every [`TOUCH_EVERY`] by a background
 //! task.
 
@@ -22,7 +24,6 @@ use crate::cache::L1;
 use crate::error::Error;
 use crate::store::{ApiKey, Store, now_ms};
 
-pub const KEY_TTL: Duration = Duration::from_secs(30);
 pub const MISSING_TTL: Duration = Duration::from_secs(5);
 pub const TOUCH_EVERY: Duration = Duration::from_secs(10);
 
@@ -37,13 +38,18 @@ pub struct KeyCache {
 }
 
 impl KeyCache {
-    pub fn new(store: Store, tracker: &TaskTracker, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        store: Store,
+        ttl: Duration,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
         let touches = Arc::new(Mutex::new(HashMap::new()));
         tracker.spawn(write_touches(store.clone(), touches.clone(), shutdown));
         Self {
             store,
-            found: L1::new(100_000, KEY_TTL),
-            missing: L1::new(100_000, MISSING_TTL),
+            found: L1::new(100_000, ttl),
+            missing: L1::new(100_000, MISSING_TTL.min(ttl)),
             touches,
         }
     }

@@ -16,25 +16,24 @@ use crate::upstream::{HttpClient, Router};
 
 /// Opens the configured database and brings its schema up to date.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<(Store, MigrationReport)> {
-    let url = DbUrl::parse(&settings.database.url).map_err(crate::config::ConfigError)?;
+    open_url(&settings.database.url, settings).await
+}
+
+/// Opens the database at `url` with the pool settings of `settings`, and
+/// brings its schema up to date. Errors name the URL with its password masked.
+pub async fn open_url(url: &str, settings: &Settings) -> anyhow::Result<(Store, MigrationReport)> {
+    let parsed = DbUrl::parse(url).map_err(crate::config::ConfigError)?;
     let store = Store::open(
-        &url,
+        &parsed,
         settings.database.pool_size,
         settings.database.pool_timeout,
     )
     .await
-    .with_context(|| {
-        format!(
-            "cannot open database {}",
-            redact_url(&settings.database.url)
-        )
-    })?;
-    let report = store.migrate().await.with_context(|| {
-        format!(
-            "cannot migrate database {}",
-            redact_url(&settings.database.url)
-        )
-    })?;
+    .with_context(|| format!("cannot open database {}", redact_url(url)))?;
+    let report = store
+        .migrate()
+        .await
+        .with_context(|| format!("cannot migrate database {}", redact_url(url)))?;
     Ok((store, report))
 }
 
@@ -106,18 +105,28 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         settings.server.providers_file.as_deref(),
     )
     .await?;
-    if let Some(path) = settings.server.providers_file.clone() {
-        crate::upstream::sources::watch(
-            router.clone(),
-            store.clone(),
-            secrets.sealer.clone(),
-            path,
-            &tracker,
-            shutdown.clone(),
-        );
-    }
+    crate::upstream::sources::watch(
+        router.clone(),
+        store.clone(),
+        secrets.sealer.clone(),
+        settings.server.providers_file.clone(),
+        settings.cache.key_ttl,
+        &tracker,
+        shutdown.clone(),
+    );
     let logs = LogWriter::spawn(store.clone(), &tracker, shutdown.clone());
-    let keys = KeyCache::new(store.clone(), &tracker, shutdown.clone());
+    crate::store::retention::spawn(
+        store.clone(),
+        settings.database.log_retention,
+        &tracker,
+        shutdown.clone(),
+    );
+    let keys = KeyCache::new(
+        store.clone(),
+        settings.cache.key_ttl,
+        &tracker,
+        shutdown.clone(),
+    );
     Ok(AppState(Arc::new(App {
         settings,
         store,

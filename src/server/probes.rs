@@ -40,10 +40,8 @@ async fn ready(state: AppState) -> Response {
             Json(json!({"status": "ready", "providers": providers})).into_response()
         }
         Err(e) => {
-            let mut response =
-                Error::Overloaded(format!("store unavailable: {e}")).into_api_response();
-            *response.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
-            response
+            tracing::warn!(error = %e, "readiness: the store does not answer");
+            Error::Unavailable("store unavailable".into()).into_api_response()
         }
     }
 }

@@ -143,8 +143,9 @@ impl Router {
         self.len() == 0
     }
 
-    /// Replaces the provider set.
-    pub fn replace(&self, specs: Vec<(ProviderSpec, Source)>) {
+    /// Replaces the provider set; a provider whose spec did not change keeps
+    /// its live state (breaker, keys). Says whether anything changed.
+    pub fn replace(&self, specs: Vec<(ProviderSpec, Source)>) -> bool {
         let old = self.snapshot();
         let s = &self.inner.settings;
         let next: Vec<Arc<Upstream>> = specs
@@ -161,12 +162,15 @@ impl Router {
                 }
             })
             .collect();
+        let changed =
+            next.len() != old.len() || next.iter().zip(old.iter()).any(|(n, o)| !Arc::ptr_eq(n, o));
         let mut guard = self
             .inner
             .providers
             .write()
             .unwrap_or_else(|p| p.into_inner());
         *guard = Arc::new(next);
+        changed
     }
 
     /// Ordered candidates for a requested model name.

@@ -1,6 +1,9 @@
 //! Where providers come from: the store and an optional providers file,
-//! which is watched and reloaded without a restart. A file that fails to
-//! parse keeps the previous provider set (and says why in the log).
+//! both reloaded without a restart: the file when it changes, the store
+//! every `ABRIDGE_KEY_CACHE_TTL`, so a provider changed by the CLI or by
+//! another replica sharing the database reaches this one within that time.
+//! A file that fails to parse, or a store that cannot be reached, keeps the
+//! previous provider set (and says why in the log).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -39,13 +42,13 @@ async fn collect(
     Ok(specs)
 }
 
-/// Loads every provider into the router.
+/// Loads every provider into the router; says whether anything changed.
 pub async fn load_all(
     router: &Router,
     store: &Store,
     sealer: &Sealer,
     file: Option<&Path>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let specs = collect(store, sealer, file).await?;
     for (spec, _) in &specs {
         if !spec.models.other.is_empty() {
@@ -55,46 +58,58 @@ pub async fn load_all(
             tracing::warn!(provider = %spec.name, "provider has no API key; requests go out unauthenticated");
         }
     }
-    if specs.is_empty() {
+    let count = specs.len();
+    let changed = router.replace(specs);
+    if count == 0 {
         tracing::warn!(
             "no providers configured: every model answers 404 until one is added (ABRIDGE_PROVIDERS or `abridge providers import`)"
         );
-    } else {
-        tracing::info!(providers = specs.len(), "providers loaded");
+    } else if changed {
+        tracing::info!(providers = count, "providers loaded");
     }
-    router.replace(specs);
-    Ok(())
+    Ok(changed)
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// Reloads the providers when the file changes, until `shutdown`.
+/// Reloads the providers when the file changes and from the store every
+/// `refresh`, until `shutdown`.
 pub fn watch(
     router: Router,
     store: Store,
     sealer: Sealer,
-    path: PathBuf,
+    file: Option<PathBuf>,
+    refresh: Duration,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) {
     tracker.spawn(async move {
-        let mut last = modified(&path);
-        let mut tick = tokio::time::interval(POLL_EVERY);
+        let mut last = file.as_deref().and_then(modified);
+        let mut loaded = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(POLL_EVERY.min(refresh));
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.cancelled() => break,
             }
-            let now = modified(&path);
-            if now == last {
+            let now = file.as_deref().and_then(modified);
+            let file_changed = now != last;
+            if !file_changed && loaded.elapsed() < refresh {
                 continue;
             }
             last = now;
-            match load_all(&router, &store, &sealer, Some(&path)).await {
-                Ok(()) => tracing::info!(file = %path.display(), "providers file reloaded"),
-                Err(e) => tracing::error!(file = %path.display(), error = %format!("{e:#}"), "providers file not reloaded; keeping the previous providers"),
+            loaded = tokio::time::Instant::now();
+            match load_all(&router, &store, &sealer, file.as_deref()).await {
+                Ok(changed) => {
+                    if let Some(path) = file.as_deref().filter(|_| file_changed) {
+                        tracing::info!(file = %path.display(), "providers file reloaded");
+                    } else if changed {
+                        tracing::info!("providers changed in the store; reloaded");
+                    }
+                }
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "providers not reloaded; keeping the previous providers"),
             }
         }
     });
