@@ -11,7 +11,9 @@ use super::auth::KeyCache;
 use super::{App, AppState};
 use crate::config::Settings;
 use crate::secrets::{Secrets, password};
-use crate::store::{AuditEntry, DbUrl, LogWriter, MigrationReport, Role, Store, redact_url};
+use crate::store::{
+    AuditEntry, DbUrl, LogWriter, MigrationReport, Role, Store, StoreError, redact_url,
+};
 use crate::upstream::{HttpClient, Router};
 
 /// Opens the configured database and brings its schema up to date.
@@ -48,10 +50,15 @@ pub async fn ensure_admin(store: &Store, settings: &Settings) -> anyhow::Result<
         None => (password::generate(), true),
     };
     let hash = password::hash(password.clone()).await?;
-    let user = store
+    let user = match store
         .create_user(&settings.admin.email, &hash, Role::Admin)
         .await
-        .context("cannot create the first admin")?;
+    {
+        Ok(user) => user,
+        // Another replica starting on the same database got there first.
+        Err(StoreError::Conflict(_)) if store.count_active_admins().await? > 0 => return Ok(()),
+        Err(e) => return Err(anyhow::Error::new(e).context("cannot create the first admin")),
+    };
     store
         .audit(
             AuditEntry::new("bootstrap", "user.create")

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::harness::{MockUpstream, Reply, hello, openai_text, providers_toml};
 
-fn abridge(dir: &Path) -> Command {
+/// The binary with a clean environment, in `dir`, on a SQLite database there.
+pub fn abridge(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_abridge"));
     cmd.current_dir(dir)
         .env_clear()
@@ -22,7 +23,7 @@ fn abridge(dir: &Path) -> Command {
     cmd
 }
 
-fn run(cmd: &mut Command) -> (i32, String, String) {
+pub fn run(cmd: &mut Command) -> (i32, String, String) {
     let Output {
         status,
         stdout,
@@ -203,6 +204,72 @@ fn keys_create_list_revoke() {
     assert!(err.contains("nope"));
 }
 
+/// A running `abridge serve` on port 0, stopped with SIGTERM.
+pub struct Served {
+    pub addr: String,
+    child: std::process::Child,
+    log: std::thread::JoinHandle<String>,
+}
+
+impl Served {
+    /// Spawns `cmd` (an `abridge ... serve` command) listening on port 0
+    /// and waits (at most 30 s) until it says where it listens.
+    pub async fn start(cmd: &mut Command) -> Self {
+        let mut child = cmd
+            .env("ABRIDGE_LISTEN", "127.0.0.1:0")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel::<String>();
+        // Keep reading stderr until the process exits, so its writes never fail.
+        let log = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(stderr).lines() {
+                let line = line.unwrap();
+                if let Some(addr) = line.strip_prefix("abridge listening on http://") {
+                    let _ = addr_tx.send(addr.to_string());
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        let addr =
+            tokio::task::spawn_blocking(move || addr_rx.recv_timeout(Duration::from_secs(30)))
+                .await
+                .unwrap();
+        match addr {
+            Ok(addr) => Self { addr, child, log },
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "server never said where it listens: {}",
+                    log.join().unwrap()
+                );
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// SIGTERM, then the exit status and everything it wrote to stderr.
+    pub async fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = tokio::task::spawn_blocking(move || self.child.wait().unwrap())
+            .await
+            .unwrap();
+        (exit, self.log.join().unwrap())
+    }
+}
+
 #[tokio::test]
 async fn sigterm_drains_and_flushes_every_log_record() {
     let mock = MockUpstream::start(|_, _| Reply::Json(200, openai_text("hi"))).await;
@@ -217,35 +284,13 @@ async fn sigterm_drains_and_flushes_every_log_record() {
         .as_str()
         .unwrap()
         .to_string();
-    let mut child = abridge(dir.path())
-        .env("ABRIDGE_LISTEN", "127.0.0.1:0")
-        .env("ABRIDGE_PROVIDERS", "providers.toml")
-        .arg("serve")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel::<String>();
-    // Keep reading stderr until the process exits, so its writes never fail.
-    let log = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap();
-            if let Some(addr) = line.strip_prefix("abridge listening on http://") {
-                let _ = addr_tx.send(addr.to_string());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let addr = tokio::task::spawn_blocking(move || {
-        addr_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server never said where it listens")
-    })
-    .await
-    .unwrap();
+    let server = Served::start(
+        abridge(dir.path())
+            .env("ABRIDGE_PROVIDERS", "providers.toml")
+            .arg("serve"),
+    )
+    .await;
+    let addr = server.addr.clone();
     let client = reqwest::Client::new();
     const N: usize = 40;
     let mut sends = Vec::new();
@@ -260,15 +305,7 @@ async fn sigterm_drains_and_flushes_every_log_record() {
     for r in futures_util::future::join_all(sends).await {
         assert_eq!(r.unwrap().status(), 200);
     }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
-    let log = log.join().unwrap();
+    let (exit, log) = server.stop().await;
     assert!(exit.success(), "{exit:?}: {log}");
 
     let url =

@@ -10,5 +10,7 @@ mod cli;
 mod gateway;
 mod harness;
 mod passthrough;
+mod pg;
+mod postgres;
 mod resilience;
 mod streaming;
