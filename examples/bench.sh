@@ -12,6 +12,10 @@
 # `baseline-stream`: that binary, on its own database and port, under the same
 # load in the same sitting, so a change's CPU cost is a ratio from one run.
 #
+# DATABASE=postgres://USER@HOST/DB runs the gateway on that PostgreSQL
+# database instead of a fresh SQLite file (use a scratch database: the run
+# adds a key and its request logs).
+#
 # Every process it starts is killed on exit; every run is bounded by timeout.
 set -euo pipefail
 
@@ -25,6 +29,7 @@ FLOOR_PORT=${FLOOR_PORT:-9200}
 GW_PORT=${GW_PORT:-18080}
 BASE_PORT=${BASE_PORT:-18081}
 BASELINE=${BASELINE:-}
+DATABASE=${DATABASE:-}
 HOST=127.0.0.1 # never anything else: benchmarks stay on loopback
 
 cd "$(dirname "$0")/.."
@@ -104,7 +109,7 @@ cat >"$TMP/openai-stream.json" <<'JSON'
 JSON
 
 export ABRIDGE_LISTEN="$HOST:$GW_PORT"
-export ABRIDGE_DATABASE="sqlite://$TMP/bench.db"
+export ABRIDGE_DATABASE="${DATABASE:-sqlite://$TMP/bench.db}"
 export ABRIDGE_PROVIDERS="$TMP/providers.toml"
 # Keep as many idle upstream connections as may be open at once: with the
 # default 50, bursts above 50 in flight close and reopen connections.
