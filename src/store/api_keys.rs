@@ -1,7 +1,8 @@
 //! Client API keys: only a SHA-256 hash and a display prefix are stored.
 
-use tokio_rusqlite::rusqlite::{self, OptionalExtension, params};
+use tokio_rusqlite::rusqlite::params;
 
+use super::row::{Row, sqlite_all};
 use super::{Engine, Result, Store, StoreError, now_ms};
 use crate::secrets;
 
@@ -36,29 +37,16 @@ pub struct NewApiKey {
 const COLUMNS: &str =
     "id, name, prefix, owner_id, created_at, last_used_at, revoked_at, expires_at";
 
-fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
+fn decode(row: &impl Row) -> Result<ApiKey> {
     Ok(ApiKey {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        prefix: row.get(2)?,
-        owner_id: row.get(3)?,
-        created_at: row.get(4)?,
-        last_used_at: row.get(5)?,
-        revoked_at: row.get(6)?,
-        expires_at: row.get(7)?,
-    })
-}
-
-fn from_pg(row: &tokio_postgres::Row) -> Result<ApiKey> {
-    Ok(ApiKey {
-        id: row.try_get(0)?,
-        name: row.try_get(1)?,
-        prefix: row.try_get(2)?,
-        owner_id: row.try_get(3)?,
-        created_at: row.try_get(4)?,
-        last_used_at: row.try_get(5)?,
-        revoked_at: row.try_get(6)?,
-        expires_at: row.try_get(7)?,
+        id: row.col(0)?,
+        name: row.col(1)?,
+        prefix: row.col(2)?,
+        owner_id: row.col(3)?,
+        created_at: row.col(4)?,
+        last_used_at: row.col(5)?,
+        revoked_at: row.col(6)?,
+        expires_at: row.col(7)?,
     })
 }
 
@@ -129,12 +117,8 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM api_keys ORDER BY id");
         match &self.engine {
             Engine::Sqlite(db) => {
-                db.read(move |conn| {
-                    let mut stmt = conn.prepare(&sql)?;
-                    let rows = stmt.query_map([], from_row)?;
-                    Ok(rows.collect::<rusqlite::Result<_>>()?)
-                })
-                .await
+                db.read(move |conn| sqlite_all(conn, &sql, [], |row| decode(row)))
+                    .await
             }
             Engine::Postgres(db) => db
                 .client()
@@ -142,7 +126,7 @@ impl Store {
                 .query(&sql, &[])
                 .await?
                 .iter()
-                .map(from_pg)
+                .map(decode)
                 .collect(),
         }
     }
@@ -152,13 +136,8 @@ impl Store {
         match &self.engine {
             Engine::Sqlite(db) => {
                 db.read(move |conn| {
-                    Ok(conn
-                        .query_row(
-                            &format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = ?1"),
-                            [hash.as_slice()],
-                            from_row,
-                        )
-                        .optional()?)
+                    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = ?1");
+                    Ok(sqlite_all(conn, &sql, [hash.as_slice()], |row| decode(row))?.pop())
                 })
                 .await
             }
@@ -173,7 +152,7 @@ impl Store {
                     .query_opt(&stmt, &[&hash.as_slice()])
                     .await?
                     .as_ref()
-                    .map(from_pg)
+                    .map(decode)
                     .transpose()
             }
         }
@@ -187,13 +166,14 @@ impl Store {
             Engine::Sqlite(db) => {
                 db.write(move |conn| {
                     let tx = conn.transaction()?;
-                    let found: Vec<ApiKey> = {
-                        let mut stmt = tx.prepare(&format!(
+                    let found = sqlite_all(
+                        &tx,
+                        &format!(
                             "SELECT {COLUMNS} FROM api_keys WHERE CAST(id AS TEXT) = ?1 OR prefix = ?1"
-                        ))?;
-                        let rows = stmt.query_map([&selector], from_row)?;
-                        rows.collect::<rusqlite::Result<_>>()?
-                    };
+                        ),
+                        [&selector],
+                        |row| decode(row),
+                    )?;
                     let mut key = single(&selector, found)?;
                     if key.revoked_at.is_none() {
                         tx.execute(
@@ -219,7 +199,7 @@ impl Store {
                     )
                     .await?
                     .iter()
-                    .map(from_pg)
+                    .map(decode)
                     .collect::<Result<Vec<_>>>()?;
                 let mut key = single(&selector, found)?;
                 if key.revoked_at.is_none() {

@@ -20,6 +20,7 @@ pub mod postgres;
 mod providers;
 mod request_logs;
 pub mod retention;
+mod row;
 pub mod sqlite;
 mod users;
 

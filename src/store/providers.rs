@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tokio_rusqlite::rusqlite::{self, params};
+use tokio_rusqlite::rusqlite::params;
 
 use super::{Engine, Result, Store, StoreError, now_ms};
 use crate::config::Secret;
@@ -14,72 +14,34 @@ struct Row {
     sealed: Option<Vec<u8>>,
 }
 
-fn json_list(text: &str) -> rusqlite::Result<Vec<String>> {
-    serde_json::from_str(text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
-fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    let format: String = row.get(1)?;
-    let headers: String = row.get(9)?;
-    Ok(Row {
-        spec: ProviderSpec {
-            name: row.get(0)?,
-            api_format: ApiFormat::parse(&format).unwrap_or_default(),
-            base_url: row.get(2)?,
-            api_key: None,
-            api_keys: Vec::new(),
-            priority: row.get(4)?,
-            weight: row.get(5)?,
-            enabled: row.get(6)?,
-            timeout: Duration::from_millis(row.get::<_, i64>(7)?.max(1) as u64),
-            first_byte_timeout: None,
-            max_retries: row.get(8)?,
-            custom_headers: serde_json::from_str(&headers).unwrap_or_default(),
-            models: Models {
-                big: json_list(&row.get::<_, String>(10)?)?,
-                middle: json_list(&row.get::<_, String>(11)?)?,
-                small: json_list(&row.get::<_, String>(12)?)?,
-                other: Default::default(),
-            },
-            max_tokens_limit: row.get(13)?,
-            api_version: None,
-        },
-        sealed: row.get(3)?,
-    })
-}
-
-fn from_pg(row: &tokio_postgres::Row) -> Result<Row> {
-    let format: &str = row.try_get(1)?;
-    let headers: &str = row.try_get(9)?;
+fn decode(row: &impl super::row::Row) -> Result<Row> {
     let list = |i: usize| -> Result<Vec<String>> {
-        serde_json::from_str(row.try_get(i)?).map_err(|e| StoreError::Corrupt(e.to_string()))
+        serde_json::from_str(&row.col::<String>(i)?).map_err(|e| StoreError::Corrupt(e.to_string()))
     };
     Ok(Row {
         spec: ProviderSpec {
-            name: row.try_get(0)?,
-            api_format: ApiFormat::parse(format).unwrap_or_default(),
-            base_url: row.try_get(2)?,
+            name: row.col(0)?,
+            api_format: ApiFormat::parse(&row.col::<String>(1)?).unwrap_or_default(),
+            base_url: row.col(2)?,
             api_key: None,
             api_keys: Vec::new(),
-            priority: row.try_get(4)?,
-            weight: row.try_get::<_, i64>(5)? as u32,
-            enabled: row.try_get(6)?,
-            timeout: Duration::from_millis(row.try_get::<_, i64>(7)?.max(1) as u64),
+            priority: row.col(4)?,
+            weight: row.col::<i64>(5)? as u32,
+            enabled: row.col(6)?,
+            timeout: Duration::from_millis(row.col::<i64>(7)?.max(1) as u64),
             first_byte_timeout: None,
-            max_retries: row.try_get::<_, i64>(8)? as u32,
-            custom_headers: serde_json::from_str(headers).unwrap_or_default(),
+            max_retries: row.col::<i64>(8)? as u32,
+            custom_headers: serde_json::from_str(&row.col::<String>(9)?).unwrap_or_default(),
             models: Models {
                 big: list(10)?,
                 middle: list(11)?,
                 small: list(12)?,
                 other: Default::default(),
             },
-            max_tokens_limit: row.try_get::<_, Option<i64>>(13)?.map(|n| n as u32),
+            max_tokens_limit: row.col::<Option<i64>>(13)?.map(|n| n as u32),
             api_version: None,
         },
-        sealed: row.try_get(3)?,
+        sealed: row.col(3)?,
     })
 }
 
@@ -175,12 +137,8 @@ impl Store {
     pub async fn list_providers(&self, sealer: &Sealer) -> Result<Vec<ProviderSpec>> {
         let rows = match &self.engine {
             Engine::Sqlite(db) => {
-                db.read(|conn| {
-                    let mut stmt = conn.prepare(SELECT)?;
-                    let rows = stmt.query_map([], from_row)?;
-                    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-                })
-                .await?
+                db.read(|conn| super::row::sqlite_all(conn, SELECT, [], |row| decode(row)))
+                    .await?
             }
             Engine::Postgres(db) => db
                 .client()
@@ -188,7 +146,7 @@ impl Store {
                 .query(SELECT, &[])
                 .await?
                 .iter()
-                .map(from_pg)
+                .map(decode)
                 .collect::<Result<Vec<_>>>()?,
         };
         rows.into_iter()

@@ -6,6 +6,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tokio_rusqlite::rusqlite::params;
 
+use super::row::{Row, sqlite_all};
 use super::{Engine, Result, Store};
 
 /// What one request cost and how it went.
@@ -58,22 +59,23 @@ const SELECT_RECENT: &str =
         cache_creation_tokens, error_kind
     FROM request_logs ORDER BY id DESC LIMIT ";
 
-fn from_pg(row: &tokio_postgres::Row) -> Result<LogRecord> {
+fn decode(row: &impl Row) -> Result<LogRecord> {
+    let count = |i: usize| row.col::<i64>(i).map(|n| n as u64);
     Ok(LogRecord {
-        created_at: row.try_get(0)?,
-        api_key_id: row.try_get(1)?,
-        provider: row.try_get(2)?,
-        upstream_model: row.try_get(3)?,
-        alias: row.try_get(4)?,
-        stream: row.try_get(5)?,
-        status: row.try_get::<_, i64>(6)? as u16,
-        latency_ms: row.try_get::<_, i64>(7)? as u64,
-        ttfb_ms: row.try_get::<_, Option<i64>>(8)?.map(|t| t as u64),
-        input_tokens: row.try_get::<_, i64>(9)? as u64,
-        output_tokens: row.try_get::<_, i64>(10)? as u64,
-        cache_read_tokens: row.try_get::<_, i64>(11)? as u64,
-        cache_creation_tokens: row.try_get::<_, i64>(12)? as u64,
-        error_kind: row.try_get::<_, Option<String>>(13)?.map(Cow::Owned),
+        created_at: row.col(0)?,
+        api_key_id: row.col(1)?,
+        provider: row.col(2)?,
+        upstream_model: row.col(3)?,
+        alias: row.col(4)?,
+        stream: row.col(5)?,
+        status: row.col::<i64>(6)? as u16,
+        latency_ms: count(7)?,
+        ttfb_ms: row.col::<Option<i64>>(8)?.map(|t| t as u64),
+        input_tokens: count(9)?,
+        output_tokens: count(10)?,
+        cache_read_tokens: count(11)?,
+        cache_creation_tokens: count(12)?,
+        error_kind: row.col::<Option<String>>(13)?.map(Cow::Owned),
     })
 }
 
@@ -181,27 +183,9 @@ impl Store {
         match &self.engine {
             Engine::Sqlite(db) => {
                 db.read(move |conn| {
-                    let mut stmt = conn.prepare(&format!("{SELECT_RECENT} ?1"))?;
-                    let rows = stmt.query_map([limit], |row| {
-                        let kind: Option<String> = row.get(13)?;
-                        Ok(LogRecord {
-                            created_at: row.get(0)?,
-                            api_key_id: row.get(1)?,
-                            provider: row.get(2)?,
-                            upstream_model: row.get(3)?,
-                            alias: row.get(4)?,
-                            stream: row.get(5)?,
-                            status: row.get(6)?,
-                            latency_ms: row.get::<_, i64>(7)? as u64,
-                            ttfb_ms: row.get::<_, Option<i64>>(8)?.map(|t| t as u64),
-                            input_tokens: row.get::<_, i64>(9)? as u64,
-                            output_tokens: row.get::<_, i64>(10)? as u64,
-                            cache_read_tokens: row.get::<_, i64>(11)? as u64,
-                            cache_creation_tokens: row.get::<_, i64>(12)? as u64,
-                            error_kind: kind.map(Cow::Owned),
-                        })
-                    })?;
-                    Ok(rows.collect::<Result<_, _>>()?)
+                    sqlite_all(conn, &format!("{SELECT_RECENT} ?1"), [limit], |row| {
+                        decode(row)
+                    })
                 })
                 .await
             }
@@ -211,7 +195,7 @@ impl Store {
                 .query(&format!("{SELECT_RECENT} $1"), &[&i64::from(limit)])
                 .await?
                 .iter()
-                .map(from_pg)
+                .map(decode)
                 .collect(),
         }
     }

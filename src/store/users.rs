@@ -1,7 +1,8 @@
 //! Users of the admin API and console.
 
-use tokio_rusqlite::rusqlite::{self, OptionalExtension, params};
+use tokio_rusqlite::rusqlite::params;
 
+use super::row::{Row, sqlite_all};
 use super::{Engine, Result, Store, StoreError, now_ms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -41,37 +42,16 @@ pub struct User {
 
 const COLUMNS: &str = "id, email, password_hash, role, disabled, created_at, updated_at";
 
-fn from_pg(row: &tokio_postgres::Row) -> Result<User> {
+fn decode(row: &impl Row) -> Result<User> {
     Ok(User {
-        id: row.try_get(0)?,
-        email: row.try_get(1)?,
-        password_hash: row.try_get(2)?,
-        role: Role::parse(row.try_get(3)?)?,
-        disabled: row.try_get(4)?,
-        created_at: row.try_get(5)?,
-        updated_at: row.try_get(6)?,
+        id: row.col(0)?,
+        email: row.col(1)?,
+        password_hash: row.col(2)?,
+        role: Role::parse(&row.col::<String>(3)?)?,
+        disabled: row.col(4)?,
+        created_at: row.col(5)?,
+        updated_at: row.col(6)?,
     })
-}
-
-fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(User, String)> {
-    let role: String = row.get(3)?;
-    Ok((
-        User {
-            id: row.get(0)?,
-            email: row.get(1)?,
-            password_hash: row.get(2)?,
-            role: Role::Viewer,
-            disabled: row.get(4)?,
-            created_at: row.get(5)?,
-            updated_at: row.get(6)?,
-        },
-        role,
-    ))
-}
-
-fn finish((mut user, role): (User, String)) -> Result<User> {
-    user.role = Role::parse(&role)?;
-    Ok(user)
 }
 
 impl Store {
@@ -124,14 +104,8 @@ impl Store {
         match &self.engine {
             Engine::Sqlite(db) => {
                 db.read(move |conn| {
-                    conn.query_row(
-                        &format!("SELECT {COLUMNS} FROM users WHERE email = ?1"),
-                        [email],
-                        from_row,
-                    )
-                    .optional()?
-                    .map(finish)
-                    .transpose()
+                    let sql = format!("SELECT {COLUMNS} FROM users WHERE email = ?1");
+                    Ok(sqlite_all(conn, &sql, [email], |row| decode(row))?.pop())
                 })
                 .await
             }
@@ -144,7 +118,7 @@ impl Store {
                 )
                 .await?
                 .as_ref()
-                .map(from_pg)
+                .map(decode)
                 .transpose(),
         }
     }

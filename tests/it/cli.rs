@@ -273,12 +273,7 @@ impl Served {
 #[tokio::test]
 async fn sigterm_drains_and_flushes_every_log_record() {
     let mock = MockUpstream::start(|_, _| Reply::Json(200, openai_text("hi"))).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("providers.toml"),
-        providers_toml(&[("p", "openai", &mock.url(), 1)]),
-    )
-    .unwrap();
+    let dir = mock.providers_dir();
     let (_, out, _) = run(abridge(dir.path()).args(["keys", "create", "--name", "t", "--json"]));
     let key = serde_json::from_str::<serde_json::Value>(&out).unwrap()["key"]
         .as_str()

@@ -154,6 +154,18 @@ impl MockUpstream {
         format!("http://{}", self.addr)
     }
 
+    /// A temporary directory holding `providers.toml` with this mock as the
+    /// one OpenAI-format provider `p`.
+    pub fn providers_dir(&self) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("providers.toml"),
+            providers_toml(&[("p", "openai", &self.url(), 1)]),
+        )
+        .unwrap();
+        dir
+    }
+
     /// Requests that were dropped while the mock was still holding them.
     pub fn abandoned(&self) -> usize {
         self.abandoned.load(std::sync::atomic::Ordering::SeqCst)

@@ -43,12 +43,7 @@ async fn two_replicas_share_keys_revocations_and_request_logs() {
         return;
     };
     let mock = MockUpstream::start(|_, _| Reply::Json(200, openai_text("hi"))).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("providers.toml"),
-        providers_toml(&[("p", "openai", &mock.url(), 1)]),
-    )
-    .unwrap();
+    let dir = mock.providers_dir();
     let url = schema.url();
     let serve = || {
         let mut cmd = on(dir.path(), &url);
