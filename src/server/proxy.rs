@@ -9,7 +9,8 @@
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,6 +23,7 @@ use super::relay::{self, LogGuard};
 use crate::error::Error;
 use crate::protocol::{self, anthropic};
 use crate::store::LogRecord;
+use crate::upstream::catalog;
 use crate::upstream::dispatch::{self, DispatchError, Dispatched, Mode};
 use crate::upstream::provider::ApiFormat;
 use crate::upstream::router::{Candidate, RouteError, Router};
@@ -445,40 +447,41 @@ async fn count_tokens(
     }
 }
 
-/// Fixed creation date reported for every alias (Anthropic's list requires one).
-const MODEL_CREATED_AT: &str = "2025-01-01T00:00:00Z";
-
-fn model_object(id: &str) -> serde_json::Value {
-    json!({"type": "model", "id": id, "display_name": id, "created_at": MODEL_CREATED_AT})
+/// `GET /v1/models`: Anthropic's list, newest first, with its cursors.
+async fn list_models(
+    state: AppState,
+    ClientKey(_key): ClientKey,
+    query: Result<Query<catalog::PageQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return Error::InvalidRequest("malformed query string".into()).into_response();
+    };
+    let catalog = state.router.catalog();
+    let all = catalog.list(&state.router.snapshot());
+    match catalog::page(&all, &query) {
+        Ok(page) => Json(json!({
+            "data": page.data,
+            "has_more": page.has_more,
+            "first_id": page.data.first().map(|m| &m.id),
+            "last_id": page.data.last().map(|m| &m.id),
+        }))
+        .into_response(),
+        Err(message) => Error::InvalidRequest(message).into_response(),
+    }
 }
 
-async fn list_models(state: AppState, ClientKey(_key): ClientKey) -> Response {
-    let data: Vec<serde_json::Value> = state
-        .router
-        .model_names()
-        .iter()
-        .map(|m| model_object(m))
-        .collect();
-    let first = data
-        .first()
-        .and_then(|m| m["id"].as_str())
-        .map(str::to_owned);
-    let last = data
-        .last()
-        .and_then(|m| m["id"].as_str())
-        .map(str::to_owned);
-    Json(json!({"data": data, "has_more": false, "first_id": first, "last_id": last}))
-        .into_response()
-}
-
+/// `GET /v1/models/{id}`: the listed object for an id or alias.
 async fn get_model(
     state: AppState,
     ClientKey(_key): ClientKey,
     Path(id): Path<String>,
 ) -> Response {
-    match state.router.candidates(&id, None) {
-        Ok(_) => Json(model_object(&id)).into_response(),
-        Err(RouteError::AllOpen(_)) => Json(model_object(&id)).into_response(),
-        Err(e) => route_error(e).into_response(),
+    let catalog = state.router.catalog();
+    let all = catalog.list(&state.router.snapshot());
+    match catalog.find(&all, &id) {
+        Some(model) => Json(model).into_response(),
+        None => {
+            Error::NotFound(format!("model `{id}` is not served by this gateway")).into_response()
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! formats (that is `protocol`).
 
 pub mod breaker;
+pub mod catalog;
 pub mod client;
 pub mod dispatch;
 pub mod keys;

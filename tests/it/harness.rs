@@ -316,6 +316,19 @@ impl TestApp {
             .header("x-api-key", &self.key)
     }
 
+    /// `GET path` with the client key; status and JSON body.
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .header("x-api-key", &self.key)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     pub async fn messages(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
         let r = self.post("/v1/messages").json(&body).send().await.unwrap();
         let status = r.status().as_u16();
