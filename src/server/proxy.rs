@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request};
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, Path, Query, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -56,30 +56,41 @@ pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Respon
     Error::Internal(anyhow::anyhow!("handler panicked")).into_response()
 }
 
-/// The raw request body, with over-limit and unreadable bodies turned into
-/// Anthropic errors instead of axum's plain-text ones.
+/// The raw request body, with over-limit, unreadable and too-slow bodies
+/// turned into Anthropic errors instead of axum's plain-text ones. The whole
+/// body must arrive within `server.body_timeout`, so a client cannot hold a
+/// handler by trickling or stalling its upload.
 pub struct RawBody(pub Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for RawBody {
+impl<S: Send + Sync> FromRequest<S> for RawBody
+where
+    AppState: FromRef<S>,
+{
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        Bytes::from_request(req, state)
+        let limit = AppState::from_ref(state).settings.server.body_timeout;
+        let read = tokio::time::timeout(limit, Bytes::from_request(req, state))
             .await
-            .map(RawBody)
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    Error::RequestTooLarge(
-                        "request body is larger than the gateway accepts (ABRIDGE_MAX_BODY_BYTES)"
-                            .into(),
-                    )
-                } else {
-                    Error::InvalidRequest(format!(
-                        "cannot read the request body: {}",
-                        rejection.body_text()
-                    ))
-                }
-            })
+            .map_err(|_| {
+                Error::RequestTimeout(format!(
+                    "the request body did not arrive within {} (ABRIDGE_BODY_TIMEOUT)",
+                    humantime::format_duration(limit)
+                ))
+            })?;
+        read.map(RawBody).map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Error::RequestTooLarge(
+                    "request body is larger than the gateway accepts (ABRIDGE_MAX_BODY_BYTES)"
+                        .into(),
+                )
+            } else {
+                Error::InvalidRequest(format!(
+                    "cannot read the request body: {}",
+                    rejection.body_text()
+                ))
+            }
+        })
     }
 }
 

@@ -33,6 +33,9 @@ pub enum Reply {
     Chunks(Vec<(Duration, String)>),
     /// Never answers.
     Hang,
+    /// An SSE stream that repeats this chunk, one per interval, until the
+    /// client goes away.
+    Endless(String, Duration),
 }
 
 type Script = dyn Fn(&Received, usize) -> Reply + Send + Sync;
@@ -110,6 +113,22 @@ async fn handle(
                 .insert("content-type", "text/event-stream".parse().unwrap());
             r
         }
+        Reply::Endless(chunk, every) => {
+            // Counted as abandoned when the gateway drops the stream.
+            let flag = Abandoned(state.abandoned.clone());
+            let chunk = Bytes::from(chunk);
+            let stream = futures_util::stream::unfold(flag, move |flag| {
+                let chunk = chunk.clone();
+                async move {
+                    tokio::time::sleep(every).await;
+                    Some((Ok::<_, std::convert::Infallible>(chunk), flag))
+                }
+            });
+            let mut r = Response::new(Body::from_stream(stream));
+            r.headers_mut()
+                .insert("content-type", "text/event-stream".parse().unwrap());
+            r
+        }
         Reply::Hang => {
             let _flag = Abandoned(state.abandoned.clone());
             std::future::pending::<()>().await;
@@ -159,15 +178,18 @@ impl MockUpstream {
         self.abandoned.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Waits (at most 3 s) until the mock has dropped a request unanswered.
-    pub async fn wait_abandoned(&self) -> usize {
-        for _ in 0..60 {
-            if self.abandoned() > 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    /// Waits (at most `limit`) until the mock has dropped `n` requests unanswered.
+    pub async fn wait_abandoned_n(&self, n: usize, limit: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.abandoned() < n && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.abandoned()
+    }
+
+    /// Waits (at most 3 s) until the mock has dropped a request unanswered.
+    pub async fn wait_abandoned(&self) -> usize {
+        self.wait_abandoned_n(1, Duration::from_secs(3)).await
     }
 
     /// Waits until the mock has received a first request.

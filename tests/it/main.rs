@@ -9,6 +9,7 @@
 mod cli;
 mod gateway;
 mod harness;
+mod limits;
 mod models;
 mod passthrough;
 mod resilience;
