@@ -22,7 +22,7 @@ use super::auth::ClientKey;
 use super::relay::{self, LogGuard};
 use crate::error::Error;
 use crate::protocol::{self, anthropic};
-use crate::store::LogRecord;
+use crate::store::{Endpoint, LogRecord};
 use crate::upstream::catalog;
 use crate::upstream::dispatch::{self, DispatchError, Dispatched, Mode};
 use crate::upstream::provider::ApiFormat;
@@ -299,11 +299,7 @@ async fn messages(
     state
         .router
         .remember(conversation, &answer.candidate.upstream.spec.name);
-    let record = guard.record_mut();
-    record.provider = Some(answer.candidate.upstream.spec.name.clone());
-    record.upstream_model = Some(answer.candidate.model.clone());
-    record.ttfb_ms = Some(answer.ttfb.as_millis() as u64);
-    record.status = answer.status;
+    note_answer(&mut guard, &answer);
     match answer.candidate.upstream.spec.api_format {
         ApiFormat::Anthropic => {
             let recorder = relay::Recorder {
@@ -395,19 +391,46 @@ fn fail(mut guard: LogGuard, error: Error, kind: &'static str) -> Response {
     error.into_response()
 }
 
+/// Records who answered, and how fast, in the request's log record.
+fn note_answer(guard: &mut LogGuard, answer: &Dispatched) {
+    let record = guard.record_mut();
+    record.provider = Some(answer.candidate.upstream.spec.name.clone());
+    record.upstream_model = Some(answer.candidate.model.clone());
+    record.ttfb_ms = Some(answer.ttfb.as_millis() as u64);
+    record.status = answer.status;
+}
+
 async fn count_tokens(
     state: AppState,
-    ClientKey(_key): ClientKey,
+    ClientKey(key): ClientKey,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Response {
+    // Logged like every request: one `request_logs` row, endpoint `count_tokens`.
+    let mut guard = LogGuard::new(
+        state.logs.clone(),
+        LogRecord {
+            created_at: crate::store::now_ms(),
+            endpoint: Endpoint::CountTokens,
+            api_key_id: Some(key.id),
+            ..LogRecord::default()
+        },
+        Instant::now(),
+    );
     let request = match protocol::parse_count_tokens_request(&body) {
         Ok(r) => r,
-        Err(e) => return Error::InvalidRequest(e.to_string()).into_response(),
+        Err(e) => {
+            return fail(
+                guard,
+                Error::InvalidRequest(e.to_string()),
+                "invalid_request",
+            );
+        }
     };
+    guard.record_mut().alias = request.model.clone();
     let candidates = match state.router.candidates(&request.model, None) {
         Ok(c) => c,
-        Err(e) => return route_error(e).into_response(),
+        Err(e) => return fail(guard, route_error(e), "no_route"),
     };
     // Anthropic-native providers count exactly; forward to the first of them.
     let native: Vec<Candidate> = candidates
@@ -436,7 +459,10 @@ async fn count_tokens(
         )
         .await
         {
-            Ok(answer) => return relay::passthrough(answer, LogGuard::disabled(), None),
+            Ok(answer) => {
+                note_answer(&mut guard, &answer);
+                return relay::passthrough(answer, guard, None);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "count_tokens upstream failed; estimating locally")
             }
@@ -447,6 +473,8 @@ async fn count_tokens(
         tokio::task::spawn_blocking(move || protocol::tokens::count_input_tokens(&request)).await;
     match count {
         Ok(n) => {
+            guard.record_mut().status = 200;
+            guard.complete();
             let mut response = Json(json!({"input_tokens": n})).into_response();
             response.headers_mut().insert(
                 HeaderName::from_static("x-abridge-token-count"),
@@ -454,7 +482,11 @@ async fn count_tokens(
             );
             response
         }
-        Err(e) => Error::Internal(anyhow::anyhow!("token counting failed: {e}")).into_response(),
+        Err(e) => fail(
+            guard,
+            Error::Internal(anyhow::anyhow!("token counting failed: {e}")),
+            "internal",
+        ),
     }
 }
 

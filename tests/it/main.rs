@@ -12,5 +12,7 @@ mod harness;
 mod limits;
 mod models;
 mod passthrough;
+mod ready;
+mod request_logs;
 mod resilience;
 mod streaming;
