@@ -93,8 +93,9 @@ pub struct ServerSettings {
     /// Client connections open at once; beyond it new connections wait in
     /// the listen backlog until one closes.
     pub max_client_connections: usize,
-    /// Longest a request body may take to arrive, from the first byte of the
-    /// body to the last (a slow or stalled upload gets 408).
+    /// Longest a request body may take to arrive once the handler starts
+    /// reading it (a slow or stalled upload gets 408 and the connection is
+    /// closed).
     #[serde(with = "hdur")]
     pub body_timeout: Duration,
     /// Longest a write to a client may stay blocked (the client stopped

@@ -1,5 +1,6 @@
 //! The HTTP server: `AppState`, the routers (`proxy` for `/v1/*`, `probes` for
-//! `/health` and `/ready`), authentication extractors, graceful shutdown.
+//! `/health` and `/ready`), authentication extractors, the accept loop with
+//! its bounds on client connections (`connection`), graceful shutdown.
 //!
 //! [`run`] takes its listener and its shutdown future as arguments, so the
 //! binary and the tests start the server the same way.
@@ -113,8 +114,8 @@ async fn log_internal_errors(request: Request, next: Next) -> Response {
 /// what clients can hold: at most `server.max_client_connections` open at
 /// once (the next one waits in the listen backlog until one closes), writes
 /// that stay blocked past `server.write_timeout` close their connection
-/// ([`connection::WriteDeadline`]), and failing `accept` calls back off
-/// ([`connection::AcceptBackoff`]).
+/// (`connection::WriteDeadline`), and failing `accept` calls back off
+/// (`connection::AcceptBackoff`).
 pub async fn run(
     listener: TcpListener,
     state: AppState,
