@@ -403,6 +403,15 @@ mod tests {
         }
     }
 
+    /// Waits (at most 5 s) until `done` holds.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(Instant::now() < deadline, "gave up waiting: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     async fn stop(tracker: &TaskTracker, shutdown: &CancellationToken) {
         shutdown.cancel();
         tracker.close();
@@ -497,25 +506,10 @@ mod tests {
         for i in 0..10 {
             writer.record(record(&format!("m{i}")));
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while writer.counts().retried < 3 {
-            assert!(
-                Instant::now() < deadline,
-                "no retries: {:?}",
-                writer.counts()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until("retries", || writer.counts().retried >= 3).await;
         assert_eq!(writer.counts().written, 0);
         accept(&store).await;
-        while writer.counts().written < 10 {
-            assert!(
-                Instant::now() < deadline,
-                "not written: {:?}",
-                writer.counts()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until("the rows written", || writer.counts().written == 10).await;
         stop(&tracker, &shutdown).await;
         assert_eq!(store.count_logs().await.unwrap(), 10);
         assert_eq!(writer.counts().lost(), 0);
@@ -534,20 +528,9 @@ mod tests {
             writer.record(record(&format!("m{i}")));
         }
         writer.record(record("poison-1"));
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while writer.counts().failed == 0 {
-            assert!(
-                Instant::now() < deadline,
-                "never gave up: {:?}",
-                writer.counts()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until("giving up", || writer.counts().failed > 0).await;
         // The periodic report notices within `report_every`.
-        while !captured.text().contains("rows lost") {
-            assert!(Instant::now() < deadline, "no report: {}", captured.text());
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until("the report", || captured.text().contains("rows lost")).await;
         // The whole queue refused: given up at shutdown without the waits.
         refuse_all_too(&store).await;
         for i in 0..5 {

@@ -2,13 +2,9 @@
 
 use serde_json::json;
 
-use crate::harness::{MockUpstream, Reply, TestApp, hello, openai_text, providers_toml};
-
-async fn openai_app() -> (MockUpstream, TestApp) {
-    let mock = MockUpstream::start(|_, _| Reply::Json(200, openai_text("hi there"))).await;
-    let app = TestApp::spawn(&providers_toml(&[("p", "openai", &mock.url(), 1)])).await;
-    (mock, app)
-}
+use crate::harness::{
+    MockUpstream, Reply, TestApp, hello, openai_app, openai_text, providers_toml,
+};
 
 #[tokio::test]
 async fn missing_wrong_and_revoked_keys_are_401_in_anthropic_shape() {

@@ -369,6 +369,18 @@ impl TestApp {
     }
 }
 
+/// A gateway with one OpenAI-format provider `p` (every tier) whose mock
+/// answers "hi there"; `tweak` adjusts the settings.
+pub async fn openai_app_with(tweak: impl FnOnce(&mut Settings)) -> (MockUpstream, TestApp) {
+    let mock = MockUpstream::start(|_, _| Reply::Json(200, openai_text("hi there"))).await;
+    let providers = providers_toml(&[("p", "openai", &mock.url(), 1)]);
+    (mock, TestApp::spawn_with(&providers, tweak).await)
+}
+
+pub async fn openai_app() -> (MockUpstream, TestApp) {
+    openai_app_with(|_| {}).await
+}
+
 /// A 429 answer with the given `Retry-After`.
 pub fn rate_limited(retry_after: &str) -> Reply {
     Reply::Raw(

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
-use crate::harness::{MockUpstream, Reply, TestApp, hello, openai_text, providers_toml};
+use crate::harness::{MockUpstream, Reply, TestApp, hello, openai_app_with, providers_toml};
 
 /// Reads until `needle` has arrived (or the peer closes); everything read.
 async fn read_until(tcp: &mut TcpStream, needle: &str) -> String {
@@ -48,11 +48,7 @@ async fn health_on(tcp: &mut TcpStream) {
 
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_until_one_closes() {
-    let mock = MockUpstream::start(|_, _| Reply::Json(200, openai_text("hi"))).await;
-    let app = TestApp::spawn_with(&providers_toml(&[("p", "openai", &mock.url(), 1)]), |s| {
-        s.server.max_client_connections = 2;
-    })
-    .await;
+    let (_mock, app) = openai_app_with(|s| s.server.max_client_connections = 2).await;
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut tcp = TcpStream::connect(app.addr).await.unwrap();
@@ -88,11 +84,7 @@ async fn start_upload(addr: SocketAddr, key: &str, length: usize) -> TcpStream {
 
 #[tokio::test]
 async fn a_stalled_or_trickled_body_gets_408_within_the_limit() {
-    let mock = MockUpstream::start(|_, _| Reply::Json(200, openai_text("hi"))).await;
-    let app = TestApp::spawn_with(&providers_toml(&[("p", "openai", &mock.url(), 1)]), |s| {
-        s.server.body_timeout = Duration::from_millis(500);
-    })
-    .await;
+    let (mock, app) = openai_app_with(|s| s.server.body_timeout = Duration::from_millis(500)).await;
 
     let started = Instant::now();
     let mut stalled = start_upload(app.addr, &app.key, 1000).await;

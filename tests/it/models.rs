@@ -3,7 +3,7 @@
 use abridge::config::{CatalogModel, release_date};
 use abridge::upstream::provider::Tier;
 
-use crate::harness::{MockUpstream, Reply, TestApp, hello, openai_text, providers_toml};
+use crate::harness::{MockUpstream, Reply, TestApp, hello, openai_app, openai_text};
 
 fn ids(page: &serde_json::Value) -> Vec<String> {
     page["data"]
@@ -16,8 +16,7 @@ fn ids(page: &serde_json::Value) -> Vec<String> {
 
 #[tokio::test]
 async fn list_is_newest_first_and_pages_with_anthropic_cursors() {
-    let mock = MockUpstream::start(|_, _| Reply::Json(200, openai_text("hi"))).await;
-    let app = TestApp::spawn(&providers_toml(&[("p", "openai", &mock.url(), 1)])).await;
+    let (_mock, app) = openai_app().await;
     let (status, all) = app.get_json("/v1/models?limit=1000").await;
     assert_eq!(status, 200, "{all}");
     let every = ids(&all);
@@ -100,8 +99,7 @@ async fn list_is_newest_first_and_pages_with_anthropic_cursors() {
 
 #[tokio::test]
 async fn get_model_answers_listed_ids_and_aliases() {
-    let mock = MockUpstream::start(|_, _| Reply::Json(200, openai_text("hi"))).await;
-    let app = TestApp::spawn(&providers_toml(&[("p", "openai", &mock.url(), 1)])).await;
+    let (_mock, app) = openai_app().await;
     let (status, model) = app.get_json("/v1/models/p/p-big").await;
     assert_eq!(status, 200, "provider/model ids contain a slash");
     assert_eq!(model["id"], "p/p-big");

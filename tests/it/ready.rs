@@ -2,14 +2,12 @@
 
 use serde_json::json;
 
-use crate::harness::{MockUpstream, Reply, TestApp, openai_text, providers_toml};
+use crate::harness::openai_app_with;
 
 #[tokio::test]
 async fn anonymous_callers_get_the_status_only() {
-    let mock = MockUpstream::start(|_, _| Reply::Json(200, openai_text("hi"))).await;
-    let providers = providers_toml(&[("p", "openai", &mock.url(), 1)]);
     for detail in [false, true] {
-        let app = TestApp::spawn_with(&providers, |s| s.server.ready_detail = detail).await;
+        let (_mock, app) = openai_app_with(|s| s.server.ready_detail = detail).await;
         for key in [None, Some("sk-ab-wrong")] {
             let mut request = app.client.get(app.url("/ready"));
             if let Some(key) = key {
@@ -37,11 +35,7 @@ async fn anonymous_callers_get_the_status_only() {
 
 #[tokio::test]
 async fn a_client_key_sees_providers_and_log_counters_but_no_secrets() {
-    let mock = MockUpstream::start(|_, _| Reply::Json(200, openai_text("hi"))).await;
-    let app = TestApp::spawn_with(&providers_toml(&[("p", "openai", &mock.url(), 1)]), |s| {
-        s.server.ready_detail = true;
-    })
-    .await;
+    let (mock, app) = openai_app_with(|s| s.server.ready_detail = true).await;
     let (status, ready) = app.get_json("/ready").await;
     assert_eq!(status, 200);
     assert_eq!(ready["status"], "ready");

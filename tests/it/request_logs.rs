@@ -8,7 +8,9 @@ use serde_json::json;
 use tokio::time::Instant;
 use tokio_rusqlite::rusqlite;
 
-use crate::harness::{MockUpstream, Reply, TestApp, hello, openai_text, providers_toml};
+use crate::harness::{
+    MockUpstream, Reply, TestApp, hello, openai_app_with, openai_text, providers_toml,
+};
 
 #[tokio::test]
 async fn count_tokens_requests_are_logged_like_messages() {
@@ -102,11 +104,7 @@ async fn wait_for_logs(
 
 #[tokio::test]
 async fn refused_log_writes_are_retried_shown_on_ready_and_written_on_recovery() {
-    let mock = MockUpstream::start(|_, _| Reply::Json(200, openai_text("hi"))).await;
-    let app = TestApp::spawn_with(&providers_toml(&[("p", "openai", &mock.url(), 1)]), |s| {
-        s.server.ready_detail = true;
-    })
-    .await;
+    let (_mock, app) = openai_app_with(|s| s.server.ready_detail = true).await;
     let db = side_door(&app);
     db.execute_batch(
         "CREATE TRIGGER refuse BEFORE INSERT ON request_logs
