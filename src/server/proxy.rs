@@ -523,8 +523,10 @@ async fn get_model(
     let all = catalog.list(&state.router.snapshot());
     match catalog.find(&all, &id) {
         Some(model) => Json(model).into_response(),
-        None => {
-            Error::NotFound(format!("model `{id}` is not served by this gateway")).into_response()
-        }
+        // The id is not echoed: it is client input of any length.
+        None => Error::NotFound(
+            "no such model here; GET /v1/models lists the ids this gateway serves".into(),
+        )
+        .into_response(),
     }
 }
