@@ -409,10 +409,15 @@ mod tests {
                 input_tokens: 1,
                 output_tokens: 2,
                 error_kind: (i % 11 == 0).then_some(std::borrow::Cow::Borrowed("timeout")),
+                endpoint: if i % 13 == 0 {
+                    crate::store::Endpoint::CountTokens
+                } else {
+                    crate::store::Endpoint::Messages
+                },
                 ..LogRecord::default()
             })
             .collect();
-        store.insert_logs(logs).await.unwrap();
+        store.insert_logs(std::sync::Arc::new(logs)).await.unwrap();
         store
             .audit(
                 AuditEntry::new("cli", "key.create")

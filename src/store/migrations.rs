@@ -17,13 +17,15 @@ use tokio_rusqlite::rusqlite;
 /// SQLite's migrations, in order; migration N brings the schema to version N.
 const SQLITE: &[&str] = &[
     include_str!("migrations/sqlite/0001_initial.sql"),
-    include_str!("migrations/sqlite/0002_request_log_indexes.sql"),
+    include_str!("migrations/sqlite/0002_request_log_endpoint.sql"),
+    include_str!("migrations/sqlite/0003_request_log_indexes.sql"),
 ];
 
 /// PostgreSQL's twins of [`SQLITE`], one for one.
 const POSTGRES: &[&str] = &[
     include_str!("migrations/postgres/0001_initial.sql"),
-    include_str!("migrations/postgres/0002_request_log_indexes.sql"),
+    include_str!("migrations/postgres/0002_request_log_endpoint.sql"),
+    include_str!("migrations/postgres/0003_request_log_indexes.sql"),
 ];
 
 const _: () = assert!(

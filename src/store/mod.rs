@@ -32,7 +32,7 @@ pub use audit::AuditEntry;
 pub use log_writer::LogWriter;
 pub use migrations::{MigrationReport, SCHEMA_VERSION};
 pub use postgres::PgUrl;
-pub use request_logs::LogRecord;
+pub use request_logs::{Endpoint, LogRecord};
 pub use users::{Role, User};
 
 use postgres::Postgres;
@@ -351,6 +351,26 @@ pub(crate) mod testing {
         let test = postgres_fresh().await?;
         test.store.migrate().await.unwrap();
         Some(test)
+    }
+
+    /// Runs `sqlite` or `postgres` (statements separated by `;`), whichever
+    /// suits the store's engine: for tests that reach past the interface.
+    pub async fn execute(store: &Store, sqlite: &str, postgres: &str) {
+        match &store.engine {
+            Engine::Sqlite(db) => {
+                let sql = sqlite.to_string();
+                db.write(move |conn| Ok(conn.execute_batch(&sql)?))
+                    .await
+                    .unwrap()
+            }
+            Engine::Postgres(db) => db
+                .client()
+                .await
+                .unwrap()
+                .batch_execute(postgres)
+                .await
+                .unwrap(),
+        }
     }
 
     /// A migrated store on each engine available: SQLite, then PostgreSQL.

@@ -1,6 +1,7 @@
 //! Request logs: one row per `/v1` request, written in batches.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
@@ -9,10 +10,35 @@ use tokio_rusqlite::rusqlite::params;
 use super::row::{Row, sqlite_all};
 use super::{Engine, Result, Store};
 
+/// The `/v1` endpoint a request went to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Endpoint {
+    #[default]
+    Messages,
+    CountTokens,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Messages => "messages",
+            Endpoint::CountTokens => "count_tokens",
+        }
+    }
+
+    fn parse(stored: &str) -> Self {
+        match stored {
+            "count_tokens" => Endpoint::CountTokens,
+            _ => Endpoint::Messages,
+        }
+    }
+}
+
 /// What one request cost and how it went.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogRecord {
     pub created_at: i64,
+    pub endpoint: Endpoint,
     pub api_key_id: Option<i64>,
     pub provider: Option<String>,
     pub upstream_model: Option<String>,
@@ -33,7 +59,7 @@ pub struct LogRecord {
 /// The columns `insert_logs` writes, in order.
 const INSERT_COLUMNS: &str = "created_at, api_key_id, provider, upstream_model, alias, stream,
     status, latency_ms, ttfb_ms, input_tokens, output_tokens, cache_read_tokens,
-    cache_creation_tokens, error_kind";
+    cache_creation_tokens, error_kind, endpoint";
 
 /// PostgreSQL types of [`INSERT_COLUMNS`], for `COPY ... (FORMAT binary)`.
 const COPY_TYPES: &[Type] = &[
@@ -51,12 +77,13 @@ const COPY_TYPES: &[Type] = &[
     Type::INT8,
     Type::INT8,
     Type::TEXT,
+    Type::TEXT,
 ];
 
 const SELECT_RECENT: &str =
     "SELECT created_at, api_key_id, provider, upstream_model, alias, stream,
         status, latency_ms, ttfb_ms, input_tokens, output_tokens, cache_read_tokens,
-        cache_creation_tokens, error_kind
+        cache_creation_tokens, error_kind, endpoint
     FROM request_logs ORDER BY id DESC LIMIT ";
 
 fn decode(row: &impl Row) -> Result<LogRecord> {
@@ -76,13 +103,15 @@ fn decode(row: &impl Row) -> Result<LogRecord> {
         cache_read_tokens: count(11)?,
         cache_creation_tokens: count(12)?,
         error_kind: row.col::<Option<String>>(13)?.map(Cow::Owned),
+        endpoint: Endpoint::parse(&row.col::<String>(14)?),
     })
 }
 
 impl Store {
     /// Inserts a batch of log records at once: one transaction on SQLite,
-    /// one binary `COPY` on PostgreSQL (the cheapest bulk path it has).
-    pub async fn insert_logs(&self, batch: Vec<LogRecord>) -> Result<()> {
+    /// one binary `COPY` on PostgreSQL (the cheapest bulk path it has). The
+    /// batch is shared so that a failed write can be retried without copying it.
+    pub async fn insert_logs(&self, batch: Arc<Vec<LogRecord>>) -> Result<()> {
         match &self.engine {
             Engine::Sqlite(db) => {
                 db.write(move |conn| {
@@ -90,9 +119,9 @@ impl Store {
                     {
                         let mut stmt = tx.prepare_cached(&format!(
                             "INSERT INTO request_logs ({INSERT_COLUMNS})
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
                         ))?;
-                        for r in batch {
+                        for r in batch.iter() {
                             stmt.execute(params![
                                 r.created_at,
                                 r.api_key_id,
@@ -108,6 +137,7 @@ impl Store {
                                 r.cache_read_tokens as i64,
                                 r.cache_creation_tokens as i64,
                                 r.error_kind,
+                                r.endpoint.as_str(),
                             ])?;
                         }
                     }
@@ -125,7 +155,7 @@ impl Store {
                     .await?;
                 let writer = BinaryCopyInWriter::new(sink, COPY_TYPES);
                 let mut writer = std::pin::pin!(writer);
-                for r in &batch {
+                for r in batch.iter() {
                     let status = i64::from(r.status);
                     let latency = r.latency_ms as i64;
                     let ttfb = r.ttfb_ms.map(|t| t as i64);
@@ -134,6 +164,7 @@ impl Store {
                     let cache_read = r.cache_read_tokens as i64;
                     let cache_creation = r.cache_creation_tokens as i64;
                     let kind = r.error_kind.as_deref();
+                    let endpoint = r.endpoint.as_str();
                     writer
                         .as_mut()
                         .write(&[
@@ -151,6 +182,7 @@ impl Store {
                             &cache_read,
                             &cache_creation,
                             &kind,
+                            &endpoint,
                         ])
                         .await?;
                 }
@@ -226,6 +258,7 @@ mod tests {
                 cache_read_tokens: 3,
                 cache_creation_tokens: 4,
                 error_kind: Some(Cow::Borrowed("overloaded")),
+                endpoint: Endpoint::CountTokens,
             };
             let bare = LogRecord {
                 alias: "haiku".into(),
@@ -233,7 +266,7 @@ mod tests {
                 ..LogRecord::default()
             };
             store
-                .insert_logs(vec![full.clone(), bare.clone()])
+                .insert_logs(Arc::new(vec![full.clone(), bare.clone()]))
                 .await
                 .unwrap();
             assert_eq!(store.count_logs().await.unwrap(), 2);

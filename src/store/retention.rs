@@ -105,15 +105,16 @@ mod tests {
     use super::*;
     use crate::store::{LogRecord, testing};
 
-    fn logs(created_at: i64, n: usize) -> Vec<LogRecord> {
-        (0..n)
+    fn logs(created_at: i64, n: usize) -> std::sync::Arc<Vec<LogRecord>> {
+        let rows = (0..n)
             .map(|_| LogRecord {
                 created_at,
                 alias: "m".into(),
                 status: 200,
                 ..LogRecord::default()
             })
-            .collect()
+            .collect();
+        std::sync::Arc::new(rows)
     }
 
     #[tokio::test]

@@ -9,8 +9,12 @@
 mod cli;
 mod gateway;
 mod harness;
+mod limits;
+mod models;
 mod passthrough;
 mod pg;
 mod postgres;
+mod ready;
+mod request_logs;
 mod resilience;
 mod streaming;

@@ -154,7 +154,18 @@ async fn a_store_outage_is_503_for_what_needs_it_and_heals_on_its_own() {
     }
     let ready = app.client.get(app.url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
-    app.stop().await;
+    // The record of the request served during the outage waited in the
+    // queue: all three served requests are in the table, none lost.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while app.state.store.count_logs().await.unwrap() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", app.state.logs.counts());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let state = app.stop().await;
+    assert_eq!(state.store.count_logs().await.unwrap(), 3);
+    let counts = state.logs.counts();
+    assert_eq!((counts.written, counts.lost()), (3, 0), "{counts:?}");
+    assert!(counts.retried > 0, "the outage was retried through: {counts:?}");
 }
 
 #[test]
