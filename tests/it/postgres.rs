@@ -25,6 +25,22 @@ fn on(dir: &Path, url: &str) -> Command {
     cmd
 }
 
+/// Polls `check` every 50 ms until it holds; fails after `secs` seconds.
+async fn until<F, Fut>(what: &str, secs: u64, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {secs} s: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn post(client: &reqwest::Client, url: &str, key: &str) -> u16 {
     client
         .post(url)
@@ -120,6 +136,10 @@ async fn a_store_outage_is_503_for_what_needs_it_and_heals_on_its_own() {
         .key;
     let v1 = app.url("/v1/messages");
     assert_eq!(post(&app.client, &v1, &app.key).await, 200);
+    until("the first record is written", 5, || async {
+        app.state.logs.counts().written == 1
+    })
+    .await;
 
     chaos.cut();
     // A key already looked up keeps working: the request needs no database.
@@ -145,27 +165,30 @@ async fn a_store_outage_is_503_for_what_needs_it_and_heals_on_its_own() {
     let ready = app.client.get(app.url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
 
+    // The record of the request served meanwhile cannot be written: it waits.
+    until("a failed write is retried", 5, || async {
+        app.state.logs.counts().retried > 0
+    })
+    .await;
+    assert_eq!(app.state.logs.counts().written, 1);
+
     chaos.restore();
     // The pool reconnects by itself.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while post(&app.client, &v1, &uncached).await != 200 {
-        assert!(tokio::time::Instant::now() < deadline, "never reconnected");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until("the store answers again", 10, || async {
+        post(&app.client, &v1, &uncached).await == 200
+    })
+    .await;
     let ready = app.client.get(app.url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
-    // The record of the request served during the outage waited in the
-    // queue: all three served requests are in the table, none lost.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while app.state.store.count_logs().await.unwrap() < 3 {
-        assert!(tokio::time::Instant::now() < deadline, "{:?}", app.state.logs.counts());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // All three served requests are in the table, none lost.
+    until("the queued record is written", 15, || async {
+        app.state.store.count_logs().await.unwrap() == 3
+    })
+    .await;
     let state = app.stop().await;
     assert_eq!(state.store.count_logs().await.unwrap(), 3);
     let counts = state.logs.counts();
     assert_eq!((counts.written, counts.lost()), (3, 0), "{counts:?}");
-    assert!(counts.retried > 0, "the outage was retried through: {counts:?}");
 }
 
 #[test]
