@@ -6,10 +6,14 @@
 //! providers, request_logs, audit) holds both engines' SQL side by side in
 //! one `match`, so a table cannot gain a column on one engine and not the
 //! other without the difference being in plain sight, and no method needs
-//! boxing to be async. [`sqlite`] and [`postgres`] own connections only.
-//! The table-family files hold the only SQL in the crate; they take and
-//! return domain types and hold no business rules. Times are UTC Unix
-//! milliseconds (`BIGINT`) on both engines.
+//! boxing to be async. [`sqlite`] and [`postgres`] own connections only;
+//! `row` lets each table family decode a row of either engine in one
+//! function; `migrations` keeps the twin migration lists; [`log_writer`]
+//! batches request logs off the request path; [`retention`] prunes old ones;
+//! [`copy`] moves a SQLite database into PostgreSQL. The table-family files
+//! hold the only SQL in the crate; they take and return domain types and
+//! hold no business rules. Times are UTC Unix milliseconds (`BIGINT`) on
+//! both engines.
 
 mod api_keys;
 mod audit;

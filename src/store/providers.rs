@@ -55,7 +55,7 @@ const SELECT: &str =
         max_tokens_limit
     FROM providers ORDER BY priority, name";
 
-/// The upsert on both engines; only the placeholders differ.
+/// The upsert, the same text on both engines.
 const UPSERT: &str = "INSERT INTO providers (name, api_format, base_url, api_keys_sealed, priority,
         weight, enabled, timeout_ms, max_retries, custom_headers, model_big, model_middle,
         model_small, max_tokens_limit, created_at, updated_at)
@@ -78,7 +78,7 @@ impl Store {
         match &self.engine {
             Engine::Sqlite(db) => {
                 db.write(move |conn| {
-                    // SQLite reads `$N` as the N-th parameter too.
+                    // SQLite numbers `$N` parameters in order of first use: here, N.
                     conn.execute(
                         UPSERT,
                         params![
