@@ -69,6 +69,7 @@ pub struct Settings {
     pub routing: RoutingSettings,
     pub cache: CacheSettings,
     pub telemetry: TelemetrySettings,
+    pub sso: SsoSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -247,6 +248,59 @@ impl Default for TelemetrySettings {
             enabled: false,
             otlp_endpoint: None,
             service_version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+/// One OAuth client registered with a sign-on provider.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OauthClient {
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
+    /// This gateway's callback, e.g. `https://gw.example.com/api/auth/sso/google/callback`.
+    pub redirect_uri: Option<String>,
+}
+
+impl OauthClient {
+    pub fn enabled(&self) -> bool {
+        self.client_id.as_deref().is_some_and(|id| !id.is_empty())
+    }
+}
+
+/// Single sign-on: off unless a provider's client id is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SsoSettings {
+    /// Any OpenID Connect issuer, found through discovery.
+    pub oidc: OauthClient,
+    /// Issuer URL of the generic provider (discovery at `/.well-known/openid-configuration`).
+    pub oidc_issuer: Option<String>,
+    /// Scopes asked of the generic provider, space separated.
+    pub oidc_scopes: String,
+    pub google: OauthClient,
+    pub microsoft: OauthClient,
+    /// Entra ID tenant (a GUID or domain; `common` cannot be verified).
+    pub microsoft_tenant_id: Option<String>,
+    pub github: OauthClient,
+    /// Email domains whose unknown users get an account on first sign-on.
+    pub allowed_domains: Vec<String>,
+    /// Role of users created on first sign-on.
+    pub default_role: crate::store::Role,
+}
+
+impl Default for SsoSettings {
+    fn default() -> Self {
+        Self {
+            oidc: OauthClient::default(),
+            oidc_issuer: None,
+            oidc_scopes: "openid email profile".into(),
+            google: OauthClient::default(),
+            microsoft: OauthClient::default(),
+            microsoft_tenant_id: None,
+            github: OauthClient::default(),
+            allowed_domains: Vec::new(),
+            default_role: crate::store::Role::Member,
         }
     }
 }
@@ -482,6 +536,114 @@ pub const ENV_VARS: &[EnvVar] = &[
         |s, v| { s.cache.redis_url = Some(Secret::new(v)) }
     ),
     env_var!(
+        "OIDC_CLIENT_ID",
+        "sso.oidc.client_id",
+        "client id at the generic OpenID Connect issuer; enables it (unset)",
+        |s, v| { s.sso.oidc.client_id = Some(v.to_string()) }
+    ),
+    env_var!(
+        "OIDC_CLIENT_SECRET",
+        "sso.oidc.client_secret",
+        "client secret at the generic OpenID Connect issuer (unset)",
+        |s, v| { s.sso.oidc.client_secret = Some(Secret::new(v)) }
+    ),
+    env_var!(
+        "OIDC_REDIRECT_URI",
+        "sso.oidc.redirect_uri",
+        "this gateway's URL + /api/auth/sso/oidc/callback (unset)",
+        |s, v| { s.sso.oidc.redirect_uri = Some(v.to_string()) }
+    ),
+    env_var!(
+        "ABRIDGE_OIDC_ISSUER",
+        "sso.oidc_issuer",
+        "issuer URL of the generic OpenID Connect provider, found by discovery (unset)",
+        |s, v| { s.sso.oidc_issuer = Some(v.to_string()) }
+    ),
+    env_var!(
+        "OIDC_SCOPES",
+        "sso.oidc_scopes",
+        "scopes asked of the generic issuer (openid email profile)",
+        |s, v| { s.sso.oidc_scopes = v.to_string() }
+    ),
+    env_var!(
+        "GOOGLE_CLIENT_ID",
+        "sso.google.client_id",
+        "Google OAuth client id; enables Google sign-on (unset)",
+        |s, v| { s.sso.google.client_id = Some(v.to_string()) }
+    ),
+    env_var!(
+        "GOOGLE_CLIENT_SECRET",
+        "sso.google.client_secret",
+        "Google OAuth client secret (unset)",
+        |s, v| { s.sso.google.client_secret = Some(Secret::new(v)) }
+    ),
+    env_var!(
+        "GOOGLE_REDIRECT_URI",
+        "sso.google.redirect_uri",
+        "this gateway's URL + /api/auth/sso/google/callback (unset)",
+        |s, v| { s.sso.google.redirect_uri = Some(v.to_string()) }
+    ),
+    env_var!(
+        "MICROSOFT_CLIENT_ID",
+        "sso.microsoft.client_id",
+        "Microsoft Entra ID application id; enables Microsoft sign-on (unset)",
+        |s, v| { s.sso.microsoft.client_id = Some(v.to_string()) }
+    ),
+    env_var!(
+        "MICROSOFT_CLIENT_SECRET",
+        "sso.microsoft.client_secret",
+        "Microsoft Entra ID client secret (unset)",
+        |s, v| { s.sso.microsoft.client_secret = Some(Secret::new(v)) }
+    ),
+    env_var!(
+        "MICROSOFT_REDIRECT_URI",
+        "sso.microsoft.redirect_uri",
+        "this gateway's URL + /api/auth/sso/microsoft/callback (unset)",
+        |s, v| { s.sso.microsoft.redirect_uri = Some(v.to_string()) }
+    ),
+    env_var!(
+        "MICROSOFT_TENANT_ID",
+        "sso.microsoft_tenant_id",
+        "Entra ID tenant id or domain, required with MICROSOFT_CLIENT_ID (unset)",
+        |s, v| { s.sso.microsoft_tenant_id = Some(v.to_string()) }
+    ),
+    env_var!(
+        "GITHUB_CLIENT_ID",
+        "sso.github.client_id",
+        "GitHub OAuth app client id; enables GitHub sign-on (unset)",
+        |s, v| { s.sso.github.client_id = Some(v.to_string()) }
+    ),
+    env_var!(
+        "GITHUB_CLIENT_SECRET",
+        "sso.github.client_secret",
+        "GitHub OAuth app client secret (unset)",
+        |s, v| { s.sso.github.client_secret = Some(Secret::new(v)) }
+    ),
+    env_var!(
+        "GITHUB_REDIRECT_URI",
+        "sso.github.redirect_uri",
+        "this gateway's URL + /api/auth/sso/github/callback (unset)",
+        |s, v| { s.sso.github.redirect_uri = Some(v.to_string()) }
+    ),
+    env_var!(
+        "ABRIDGE_SSO_ALLOWED_DOMAINS",
+        "sso.allowed_domains",
+        "comma-separated email domains whose new users get an account on first sign-on (none)",
+        |s, v| {
+            s.sso.allowed_domains = v
+                .split(',')
+                .map(|d| d.trim().to_ascii_lowercase())
+                .filter(|d| !d.is_empty())
+                .collect()
+        }
+    ),
+    env_var!(
+        "ABRIDGE_SSO_DEFAULT_ROLE",
+        "sso.default_role",
+        "role of users created on first sign-on: admin, operator, viewer, member (member)",
+        |s, v| { s.sso.default_role = parse_enum(v, "admin, operator, viewer, member")? }
+    ),
+    env_var!(
         "ENABLE_TELEMETRY",
         "telemetry.enabled",
         "export traces over OTLP (false)",
@@ -619,6 +781,66 @@ impl Settings {
         }
         crate::store::DbUrl::parse(&self.database.url)
             .map_err(|e| ConfigError(format!("ABRIDGE_DATABASE (database.url): {e}")))?;
+        self.validate_sso()
+    }
+
+    /// An enabled sign-on provider must be completely configured.
+    fn validate_sso(&self) -> Result<(), ConfigError> {
+        let sso = &self.sso;
+        let clients = [
+            ("oidc", &sso.oidc),
+            ("google", &sso.google),
+            ("microsoft", &sso.microsoft),
+            ("github", &sso.github),
+        ];
+        for (name, client) in clients {
+            if !client.enabled() {
+                continue;
+            }
+            let var = |field: &str| {
+                let key = format!("sso.{name}.{field}");
+                let env = ENV_VARS.iter().find(|v| v.key == key).map(|v| v.name);
+                format!("{} ({key})", env.unwrap_or_default())
+            };
+            if client.client_secret.is_none() {
+                return Err(ConfigError(format!(
+                    "{}: must be set when {} is",
+                    var("client_secret"),
+                    var("client_id")
+                )));
+            }
+            match client.redirect_uri.as_deref().map(url::Url::parse) {
+                Some(Ok(uri)) if matches!(uri.scheme(), "http" | "https") => {}
+                Some(_) => {
+                    return Err(ConfigError(format!(
+                        "{}: not an http(s) URL",
+                        var("redirect_uri")
+                    )));
+                }
+                None => {
+                    return Err(ConfigError(format!(
+                        "{}: must be set when {} is (this gateway's public URL + /api/auth/sso/{name}/callback)",
+                        var("redirect_uri"),
+                        var("client_id")
+                    )));
+                }
+            }
+        }
+        if sso.oidc.enabled()
+            && sso
+                .oidc_issuer
+                .as_deref()
+                .is_none_or(|u| url::Url::parse(u).is_err())
+        {
+            return Err(ConfigError(
+                "ABRIDGE_OIDC_ISSUER (sso.oidc_issuer): must be the issuer's URL when OIDC_CLIENT_ID is set".into(),
+            ));
+        }
+        if sso.microsoft.enabled() && sso.microsoft_tenant_id.as_deref().is_none_or(str::is_empty) {
+            return Err(ConfigError(
+                "MICROSOFT_TENANT_ID (sso.microsoft_tenant_id): must be set when MICROSOFT_CLIENT_ID is (a tenant id or domain)".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -713,6 +935,38 @@ mod tests {
     }
 
     #[test]
+    fn sso_providers_must_be_complete() {
+        assert!(load(&[]).unwrap().sso.allowed_domains.is_empty());
+        let err = load(&[("GOOGLE_CLIENT_ID", "id")]).unwrap_err();
+        assert!(err.0.contains("GOOGLE_CLIENT_SECRET"), "{}", err.0);
+        let err = load(&[("GOOGLE_CLIENT_ID", "id"), ("GOOGLE_CLIENT_SECRET", "s")]).unwrap_err();
+        assert!(err.0.contains("GOOGLE_REDIRECT_URI"), "{}", err.0);
+        let oidc = [
+            ("OIDC_CLIENT_ID", "id"),
+            ("OIDC_CLIENT_SECRET", "s"),
+            ("OIDC_REDIRECT_URI", "https://gw/api/auth/sso/oidc/callback"),
+        ];
+        let err = load(&oidc).unwrap_err();
+        assert!(err.0.contains("ABRIDGE_OIDC_ISSUER"), "{}", err.0);
+        let mut full = oidc.to_vec();
+        full.push(("ABRIDGE_OIDC_ISSUER", "https://id.example.com"));
+        full.push(("ABRIDGE_SSO_ALLOWED_DOMAINS", "Example.com, corp.example"));
+        full.push(("ABRIDGE_SSO_DEFAULT_ROLE", "viewer"));
+        let s = load(&full).unwrap();
+        assert_eq!(s.sso.allowed_domains, ["example.com", "corp.example"]);
+        assert_eq!(s.sso.default_role, crate::store::Role::Viewer);
+        let err = load(&[("ABRIDGE_SSO_DEFAULT_ROLE", "root")]).unwrap_err();
+        assert!(err.0.contains("member"), "{}", err.0);
+        let err = load(&[
+            ("MICROSOFT_CLIENT_ID", "id"),
+            ("MICROSOFT_CLIENT_SECRET", "s"),
+            ("MICROSOFT_REDIRECT_URI", "https://gw/cb"),
+        ])
+        .unwrap_err();
+        assert!(err.0.contains("MICROSOFT_TENANT_ID"), "{}", err.0);
+    }
+
+    #[test]
     fn durations_accept_bare_seconds_and_units() {
         let s = load(&[
             ("DB_POOL_TIMEOUT", "5"),
@@ -768,7 +1022,9 @@ mod tests {
                     | "admin.password"
                     | "cache.redis_url"
                     | "telemetry.otlp_endpoint"
-            );
+                    | "sso.oidc_issuer"
+                    | "sso.microsoft_tenant_id"
+            ) || var.key.starts_with("sso.") && var.key.matches('.').count() == 2;
             assert!(
                 optional || table.contains_key(key),
                 "{} has no key",

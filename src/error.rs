@@ -21,6 +21,9 @@ pub enum Error {
     PermissionDenied(String),
     #[error("{0}")]
     NotFound(String),
+    /// The change contradicts the stored state (a duplicate, the last admin).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     RequestTooLarge(String),
     #[error("{0}")]
@@ -47,6 +50,7 @@ impl Error {
             Error::Authentication(_) => StatusCode::UNAUTHORIZED,
             Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
             Error::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Overloaded(_) => {
@@ -64,6 +68,7 @@ impl Error {
             Error::Authentication(_) => "authentication_error",
             Error::PermissionDenied(_) => "permission_error",
             Error::NotFound(_) => "not_found_error",
+            Error::Conflict(_) => "conflict_error",
             Error::RequestTooLarge(_) => "request_too_large",
             Error::RateLimited(_) => "rate_limit_error",
             Error::Overloaded(_) => "overloaded_error",
@@ -126,7 +131,12 @@ impl IntoResponse for Error {
 
 impl From<crate::store::StoreError> for Error {
     fn from(e: crate::store::StoreError) -> Self {
-        Error::Internal(e.into())
+        use crate::store::StoreError;
+        match e {
+            StoreError::Conflict(message) => Error::Conflict(message),
+            StoreError::NotFound(message) => Error::NotFound(message),
+            other => Error::Internal(other.into()),
+        }
     }
 }
 
@@ -148,6 +158,7 @@ mod tests {
                 "authentication_error",
             ),
             (Error::NotFound("x".into()), 404, "not_found_error"),
+            (Error::Conflict("x".into()), 409, "conflict_error"),
             (Error::RequestTooLarge("x".into()), 413, "request_too_large"),
             (Error::RateLimited("x".into()), 429, "rate_limit_error"),
             (Error::Overloaded("x".into()), 529, "overloaded_error"),

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use super::UsageError;
 use crate::config::Overrides;
-use crate::secrets::Secrets;
 use crate::server::bootstrap;
 use crate::store::AuditEntry;
 use crate::upstream::{HttpClient, Router, probe, provider, sources};
@@ -42,7 +41,7 @@ pub enum Command {
 
 pub async fn run(overrides: Overrides, command: Command) -> anyhow::Result<ExitCode> {
     let settings = super::settings(&overrides)?;
-    let secrets = Secrets::load(&settings.secrets)?;
+    let secrets = bootstrap::load_secrets(&settings)?;
     let (store, _) = bootstrap::open_store(&settings).await?;
     // List and test see what a server would: the store plus the providers file.
     let load = || async {
@@ -65,7 +64,7 @@ pub async fn run(overrides: Overrides, command: Command) -> anyhow::Result<ExitC
                 store.upsert_provider(spec, &secrets.sealer).await?;
                 store
                     .audit(
-                        AuditEntry::new("cli", "provider.upsert")
+                        AuditEntry::cli("provider.upsert")
                             .target(&spec.name)
                             .detail(format!("from {}", file.display())),
                     )

@@ -1,9 +1,11 @@
-//! The HTTP server: `AppState`, the routers (`proxy` for `/v1/*`, `probes` for
-//! `/health` and `/ready`), authentication extractors, graceful shutdown.
+//! The HTTP server: `AppState`, the routers (`proxy` for `/v1/*`, `admin` for
+//! `/api/*`, `probes` for `/health` and `/ready`), authentication
+//! extractors, graceful shutdown.
 //!
 //! [`run`] takes its listener and its shutdown future as arguments, so the
 //! binary and the tests start the server the same way.
 
+pub mod admin;
 pub mod auth;
 pub mod bootstrap;
 mod probes;
@@ -43,6 +45,9 @@ pub struct App {
     pub router: Router,
     /// Which provider family issued each thinking signature seen.
     pub signatures: SignatureBook,
+    /// Admin API identity: session keys, users' token versions, login
+    /// throttles, single sign-on.
+    pub identity: admin::Identity,
     /// Queue to the batching request-log writer.
     pub logs: LogWriter,
     /// Background tasks that must finish before exit (log writer, watchers).
@@ -82,6 +87,7 @@ pub fn router(state: AppState) -> axum::Router {
     axum::Router::new()
         .merge(probes::router())
         .merge(proxy::router(body_limit))
+        .merge(admin::router(&state))
         .fallback(proxy::not_found)
         .layer(axum::middleware::from_fn(log_internal_errors))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
@@ -123,8 +129,8 @@ pub async fn run(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: back off, keep serving.
                 tracing::warn!(error = %e, "accept failed");
@@ -134,7 +140,12 @@ pub async fn run(
         };
         // Small SSE writes must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        // The peer address, for the admin API's audit log and login throttle.
+        let app = tower_http::add_extension::AddExtension::new(
+            app.clone(),
+            axum::extract::ConnectInfo(peer),
+        );
+        let service = hyper_util::service::TowerToHyperService::new(app);
         // The timer enables hyper's 30 s header-read timeout (slow clients).
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())

@@ -346,3 +346,65 @@ pub fn rate_limited(retry_after: &str) -> Reply {
 pub fn hello(model: &str) -> serde_json::Value {
     serde_json::json!({"model": model, "max_tokens": 32, "messages": [{"role": "user", "content": "hello"}]})
 }
+
+/// The first admin every `TestApp` starts with.
+pub const ADMIN_EMAIL: &str = "admin@localhost";
+pub const ADMIN_PASSWORD: &str = "integration-test-password";
+
+/// Admin API helpers.
+impl TestApp {
+    /// Creates a user with `role` straight in the store; returns their password.
+    pub async fn add_user(&self, email: &str, role: abridge::store::Role) -> String {
+        let password = format!("password-of-{email}");
+        let hash = abridge::secrets::password::hash(password.clone())
+            .await
+            .unwrap();
+        let user = self
+            .state
+            .store
+            .create_user(email, &hash, role)
+            .await
+            .unwrap();
+        self.state.identity.remember(&user);
+        password
+    }
+
+    /// Logs in through the API; returns the bearer token.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let r = self
+            .client
+            .post(self.url("/api/auth/login"))
+            .json(&serde_json::json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "login of {email}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// A request to the admin API, with a bearer token when given.
+    pub fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, self.url(path));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Status and JSON body of a `GET` with a bearer token.
+    pub async fn api_get(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .api(reqwest::Method::GET, path, Some(token))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}

@@ -6,9 +6,11 @@
 // Helpers outside #[test] functions panic on failure too; that is the point.
 #![allow(clippy::unwrap_used)]
 
+mod admin;
 mod cli;
 mod gateway;
 mod harness;
 mod passthrough;
 mod resilience;
+mod sso;
 mod streaming;
