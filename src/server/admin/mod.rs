@@ -1,14 +1,14 @@
 //! `/api/*`: the admin API, JSON in and out, one file per resource.
 //!
 //! Every route is authenticated unless it is listed in [`PUBLIC`]: the
-//! [`authenticate`] middleware runs before any handler and leaves a
+//! `authenticate` middleware runs before any handler and leaves a
 //! [`Session`] in the request, and handlers state what they need in their
 //! signature ([`Require`]`<need::X>` or [`Session`]). Errors are
 //! `{"error":{"type","message"}}` ([`ApiError`]); bodies, paths and queries go
 //! through [`ApiJson`], [`ApiPath`] and [`ApiQuery`] so malformed input gets
 //! that shape too. The OpenAPI document at `/api/openapi.json` is generated
 //! from the handlers' `#[utoipa::path]` attributes: adding a route is one
-//! `.routes(routes!(module::handler))` line in [`routes`]. No SQL lives
+//! `.routes(routes!(module::handler))` line in [`routes()`]. No SQL lives
 //! here; the store does that.
 
 pub mod access;
