@@ -203,12 +203,10 @@ async fn login_me_and_the_error_shape() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["type"], "invalid_request_error");
     // Unknown paths are 404 for anonymous callers too.
-    let r = app
-        .api(Method::GET, "/api/nothing", None)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(
+        call(&app, Method::GET, "/api/nothing", None, None).await.0,
+        404
+    );
     // A bad token is 401.
     let (status, _) = app.api_get("/api/auth/me", "not.a.token").await;
     assert_eq!(status, 401);
@@ -249,6 +247,23 @@ async fn openapi_document_lists_every_route_and_is_public() {
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
 
+/// Status and JSON body of an admin API call.
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = app.api(method, path, token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let r = request.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
 async fn me_status(app: &TestApp, token: &str) -> u16 {
     app.api_get("/api/auth/me", token).await.0
 }
@@ -260,12 +275,12 @@ async fn logout_ends_every_session_of_the_user() {
     let first = app.login("v@example.com", &password).await;
     let second = app.login("v@example.com", &password).await;
     let admin = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let r = app
-        .api(Method::POST, "/api/auth/logout", Some(&first))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(
+        call(&app, Method::POST, "/api/auth/logout", Some(&first), None)
+            .await
+            .0,
+        204
+    );
     assert_eq!(me_status(&app, &first).await, 401);
     assert_eq!(me_status(&app, &second).await, 401);
     assert_eq!(me_status(&app, &admin).await, 200, "other users unaffected");
@@ -282,13 +297,19 @@ async fn password_change_revokes_older_tokens_and_returns_a_new_one() {
     let change =
         |current: &str, new: &str| json!({"current_password": current, "new_password": new});
 
-    let r = app
-        .api(Method::POST, "/api/auth/password", Some(&old))
-        .json(&change(&password, "short"))
-        .send()
+    assert_eq!(
+        call(
+            &app,
+            Method::POST,
+            "/api/auth/password",
+            Some(&old),
+            Some(change(&password, "short"))
+        )
         .await
-        .unwrap();
-    assert_eq!(r.status(), 400, "under 12 characters");
+        .0,
+        400,
+        "under 12 characters"
+    );
     let r = app
         .api(Method::POST, "/api/auth/password", Some(&old))
         .json(&change("wrong-current-password", "a-new-long-password"))
@@ -319,6 +340,7 @@ async fn role_changes_and_disabling_revoke_at_once_and_the_last_admin_stays() {
     let admin = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let (_, users) = app.api_get("/api/users", &admin).await;
     let admin_id = users[0]["id"].as_i64().unwrap();
+    let first = format!("/api/users/{admin_id}");
 
     // The only admin cannot demote, disable or delete themself.
     for (method, body) in [
@@ -326,13 +348,8 @@ async fn role_changes_and_disabling_revoke_at_once_and_the_last_admin_stays() {
         (Method::PATCH, Some(json!({"disabled": true}))),
         (Method::DELETE, None),
     ] {
-        let mut request = app.api(method, &format!("/api/users/{admin_id}"), Some(&admin));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let r = request.send().await.unwrap();
-        assert_eq!(r.status(), 409);
-        let body: Value = r.json().await.unwrap();
+        let (status, body) = call(&app, method, &first, Some(&admin), body).await;
+        assert_eq!(status, 409);
         assert_eq!(body["error"]["type"], "conflict_error");
     }
     assert_eq!(
@@ -341,27 +358,29 @@ async fn role_changes_and_disabling_revoke_at_once_and_the_last_admin_stays() {
         "refused changes revoke nothing"
     );
 
-    let r = app
-        .api(Method::POST, "/api/users", Some(&admin))
-        .json(&json!({"email": "ops@example.com", "role": "viewer"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let created: Value = r.json().await.unwrap();
-    let id = created["user"]["id"].as_i64().unwrap();
+    let new_user = json!({"email": "ops@example.com", "role": "viewer"});
+    let (status, created) = call(
+        &app,
+        Method::POST,
+        "/api/users",
+        Some(&admin),
+        Some(new_user),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let second = format!("/api/users/{}", created["user"]["id"].as_i64().unwrap());
     let password = created["password"].as_str().unwrap().to_string();
     assert!(password.len() >= 12, "a generated one-time password");
     let ops = app.login("ops@example.com", &password).await;
     assert_eq!(app.api_get("/api/users", &ops).await.0, 403);
 
-    let r = app
-        .api(Method::PATCH, &format!("/api/users/{id}"), Some(&admin))
-        .json(&json!({"role": "admin"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let promote = Some(json!({"role": "admin"}));
+    assert_eq!(
+        call(&app, Method::PATCH, &second, Some(&admin), promote)
+            .await
+            .0,
+        200
+    );
     assert_eq!(
         me_status(&app, &ops).await,
         401,
@@ -371,64 +390,55 @@ async fn role_changes_and_disabling_revoke_at_once_and_the_last_admin_stays() {
     assert_eq!(app.api_get("/api/users", &ops).await.0, 200);
 
     // Now there are two admins: the first may be demoted.
-    let r = app
-        .api(Method::PATCH, &format!("/api/users/{admin_id}"), Some(&ops))
-        .json(&json!({"role": "operator"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let demote = Some(json!({"role": "operator"}));
+    assert_eq!(
+        call(&app, Method::PATCH, &first, Some(&ops), demote)
+            .await
+            .0,
+        200
+    );
+    let disable = || Some(json!({"disabled": true}));
+    assert_eq!(
+        call(&app, Method::PATCH, &second, Some(&ops), disable())
+            .await
+            .0,
+        409,
+        "would leave no active admin"
+    );
 
-    let r = app
-        .api(Method::PATCH, &format!("/api/users/{id}"), Some(&ops))
-        .json(&json!({"disabled": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409, "would leave no active admin");
-
-    let demoted_admin = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let r = app
-        .api(Method::PATCH, &format!("/api/users/{admin_id}"), Some(&ops))
-        .json(&json!({"disabled": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(me_status(&app, &demoted_admin).await, 401, "disabled");
-    let r = app
-        .client
-        .post(app.url("/api/auth/login"))
-        .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401, "a disabled user cannot log in");
-
-    // A reset password is shown once and ends the user's sessions.
-    let r = app
-        .api(
+    let demoted = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(
+        call(&app, Method::PATCH, &first, Some(&ops), disable())
+            .await
+            .0,
+        200
+    );
+    assert_eq!(me_status(&app, &demoted).await, 401, "disabled");
+    let credentials = json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD});
+    assert_eq!(
+        call(
+            &app,
             Method::POST,
-            &format!("/api/users/{admin_id}/password"),
-            Some(&ops),
+            "/api/auth/login",
+            None,
+            Some(credentials)
         )
-        .send()
         .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let reset: Value = r.json().await.unwrap();
+        .0,
+        401,
+        "a disabled user cannot log in"
+    );
+
+    // A reset password is shown once.
+    let reset_path = format!("{first}/password");
+    let (status, reset) = call(&app, Method::POST, &reset_path, Some(&ops), None).await;
+    assert_eq!(status, 200);
     assert!(reset["password"].as_str().unwrap().len() >= 12);
 
-    let r = app
-        .api(
-            Method::DELETE,
-            &format!("/api/users/{admin_id}"),
-            Some(&ops),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(
+        call(&app, Method::DELETE, &first, Some(&ops), None).await.0,
+        204
+    );
     let (_, users) = app.api_get("/api/users", &ops).await;
     assert_eq!(users.as_array().unwrap().len(), 1);
 }

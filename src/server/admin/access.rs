@@ -23,10 +23,36 @@ use super::session::Session;
 use crate::error::Error;
 use crate::store::Role;
 
-/// One thing a user may do through `/api`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Permission {
+/// Declares [`Permission`], its list [`Permission::ALL`], and one marker
+/// type per permission in [`need`], from a single list.
+macro_rules! permissions {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// One thing a user may do through `/api`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Permission {
+            $($(#[doc = $doc])* $name,)*
+        }
+
+        impl Permission {
+            pub const ALL: &[Permission] = &[$(Permission::$name,)*];
+        }
+
+        /// Marker types for [`Require`], one per [`Permission`].
+        pub mod need {
+            $(
+                #[doc = concat!("Needs [`Permission::", stringify!($name), "`](super::Permission::", stringify!($name), ").")]
+                #[derive(Debug)]
+                pub struct $name;
+                impl super::Need for $name {
+                    const PERMISSION: super::Permission = super::Permission::$name;
+                }
+            )*
+        }
+    };
+}
+
+permissions!(
     /// Users and roles: list, create, change, delete, reset passwords.
     ManageUsers,
     /// Read the audit log.
@@ -55,26 +81,7 @@ pub enum Permission {
     Playground,
     /// Create, read, rename, delete one's own conversations.
     OwnConversations,
-}
-
-impl Permission {
-    pub const ALL: [Permission; 14] = [
-        Permission::ManageUsers,
-        Permission::ReadAudit,
-        Permission::ReadProviders,
-        Permission::WriteProviders,
-        Permission::ManageKeys,
-        Permission::OwnKeys,
-        Permission::ReadRouting,
-        Permission::WriteRouting,
-        Permission::ReadHealth,
-        Permission::RunHealth,
-        Permission::ReadStats,
-        Permission::ReadLogs,
-        Permission::Playground,
-        Permission::OwnConversations,
-    ];
-}
+);
 
 /// Whether `role` has `permission`: the whole policy, as one match.
 pub fn allows(role: Role, permission: Permission) -> bool {
@@ -93,47 +100,16 @@ pub fn allows(role: Role, permission: Permission) -> bool {
 /// Every permission of `role`, in [`Permission::ALL`] order (for `/api/auth/me`).
 pub fn permissions(role: Role) -> Vec<Permission> {
     Permission::ALL
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|p| allows(role, *p))
         .collect()
 }
 
-/// A type naming one permission, so handlers can write `Require<ManageUsers>`.
+/// A type naming one permission, so handlers can write `Require<need::ManageUsers>`.
 pub trait Need {
     const PERMISSION: Permission;
 }
-
-macro_rules! needs {
-    ($($name:ident),* $(,)?) => {
-        /// Marker types for [`Require`], one per [`Permission`].
-        pub mod need {
-            $(
-                #[derive(Debug)]
-                pub struct $name;
-                impl super::Need for $name {
-                    const PERMISSION: super::Permission = super::Permission::$name;
-                }
-            )*
-        }
-    };
-}
-
-needs!(
-    ManageUsers,
-    ReadAudit,
-    ReadProviders,
-    WriteProviders,
-    ManageKeys,
-    OwnKeys,
-    ReadRouting,
-    WriteRouting,
-    ReadHealth,
-    RunHealth,
-    ReadStats,
-    ReadLogs,
-    Playground,
-    OwnConversations,
-);
 
 /// The session of a user who has permission `P`; 401 without a session,
 /// 403 without the permission.

@@ -481,9 +481,11 @@ async fn verified_email(
     flow: &Flow,
 ) -> Result<(String, bool), Refusal> {
     let verifier = PkceCodeVerifier::new(flow.verifier.clone());
-    let log = |what: &'static str| {
+    // Logs why the provider's answer was refused, and refuses with `refusal`.
+    let fail = |what: &'static str, refusal: Refusal| {
         move |e: &dyn std::fmt::Display| {
             tracing::warn!(provider = provider.id, error = %e, "{what}");
+            refusal
         }
     };
     match &provider.kind {
@@ -496,25 +498,16 @@ async fn verified_email(
             .set_redirect_uri(redirect_url(provider)?);
             let tokens = client
                 .exchange_code(AuthorizationCode::new(code))
-                .map_err(|e| {
-                    log("the issuer has no token endpoint")(&e);
-                    Refusal::Provider
-                })?
+                .map_err(|e| fail("the issuer has no token endpoint", Refusal::Provider)(&e))?
                 .set_pkce_verifier(verifier)
                 .request_async(&sso.http)
                 .await
-                .map_err(|e| {
-                    log("code exchange failed")(&e);
-                    Refusal::Provider
-                })?;
+                .map_err(|e| fail("code exchange failed", Refusal::Provider)(&e))?;
             let id_token = tokens.id_token().ok_or(Refusal::BadToken)?;
             let nonce = Nonce::new(flow.nonce.clone().unwrap_or_default());
             let claims = id_token
                 .claims(&client.id_token_verifier(), &nonce)
-                .map_err(|e| {
-                    log("id_token refused")(&e);
-                    Refusal::BadToken
-                })?;
+                .map_err(|e| fail("id_token refused", Refusal::BadToken)(&e))?;
             let email = claims
                 .email()
                 .map(|e| e.as_str().to_string())
@@ -531,10 +524,7 @@ async fn verified_email(
                 .set_pkce_verifier(verifier)
                 .request_async(&sso.http)
                 .await
-                .map_err(|e| {
-                    log("code exchange failed")(&e);
-                    Refusal::Provider
-                })?;
+                .map_err(|e| fail("code exchange failed", Refusal::Provider)(&e))?;
             let emails: Vec<GithubEmail> = sso
                 .http
                 .get(GITHUB_EMAILS)
@@ -543,16 +533,10 @@ async fn verified_email(
                 .send()
                 .await
                 .and_then(reqwest::Response::error_for_status)
-                .map_err(|e| {
-                    log("GitHub email lookup failed")(&e);
-                    Refusal::Provider
-                })?
+                .map_err(|e| fail("GitHub email lookup failed", Refusal::Provider)(&e))?
                 .json()
                 .await
-                .map_err(|e| {
-                    log("GitHub email lookup failed")(&e);
-                    Refusal::Provider
-                })?;
+                .map_err(|e| fail("GitHub email lookup failed", Refusal::Provider)(&e))?;
             github_email(&emails)
                 .map(|email| (email, true))
                 .ok_or(Refusal::EmailUnverified)
