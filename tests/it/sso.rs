@@ -366,3 +366,25 @@ async fn sign_on_refuses_bad_signatures_wrong_nonces_unverified_emails_and_bad_s
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn an_unreachable_issuer_is_a_502_in_our_shape() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let app = TestApp::spawn_with("", move |s| {
+        s.sso.oidc.client_id = Some(CLIENT_ID.into());
+        s.sso.oidc.client_secret = Some(abridge::config::Secret::new("client-secret"));
+        s.sso.oidc.redirect_uri = Some("http://gateway.test/api/auth/sso/oidc/callback".into());
+        s.sso.oidc_issuer = Some(url);
+    })
+    .await;
+    let r = no_redirects()
+        .get(app.url("/api/auth/sso/oidc/start"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("oidc"));
+}

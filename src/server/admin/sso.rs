@@ -416,7 +416,8 @@ fn flow_cookie(headers: &HeaderMap, value: &str, max_age: u64) -> HeaderValue {
 /// Sends the browser to the provider's sign-in page.
 #[utoipa::path(get, path = "/api/auth/sso/{provider}/start", tag = "auth", security(()),
     params(("provider" = String, Path, description = "oidc, google, microsoft or github")),
-    responses((status = 303, description = "to the provider"), (status = 404, body = super::ErrorBody)))]
+    responses((status = 303, description = "to the provider"), (status = 404, body = super::ErrorBody),
+        (status = 502, body = super::ErrorBody, description = "the provider's discovery failed")))]
 pub async fn start(
     state: AppState,
     ApiPath(id): ApiPath<String>,
@@ -425,10 +426,13 @@ pub async fn start(
     let sso = &state.identity.sso;
     let provider = sso.provider(&id)?;
     let (url, flow) = authorize(sso, provider).await.map_err(|refusal| {
-        ApiError(Error::Overloaded(format!(
-            "sign-on provider `{id}` is unavailable ({})",
-            refusal.code()
-        )))
+        ApiError(Error::BadUpstream {
+            status: axum::http::StatusCode::BAD_GATEWAY,
+            message: format!(
+                "sign-on provider `{id}` is unavailable ({})",
+                refusal.code()
+            ),
+        })
     })?;
     let sealed = state
         .secrets
