@@ -283,6 +283,8 @@ pub struct SsoSettings {
     /// Entra ID tenant (a GUID or domain; `common` cannot be verified).
     pub microsoft_tenant_id: Option<String>,
     pub github: OauthClient,
+    /// `https://github.com`, or a GitHub Enterprise Server's URL.
+    pub github_url: String,
     /// Email domains whose unknown users get an account on first sign-on.
     pub allowed_domains: Vec<String>,
     /// Role of users created on first sign-on.
@@ -299,6 +301,7 @@ impl Default for SsoSettings {
             microsoft: OauthClient::default(),
             microsoft_tenant_id: None,
             github: OauthClient::default(),
+            github_url: "https://github.com".into(),
             allowed_domains: Vec::new(),
             default_role: crate::store::Role::Member,
         }
@@ -626,6 +629,12 @@ pub const ENV_VARS: &[EnvVar] = &[
         |s, v| { s.sso.github.redirect_uri = Some(v.to_string()) }
     ),
     env_var!(
+        "ABRIDGE_GITHUB_URL",
+        "sso.github_url",
+        "GitHub or a GitHub Enterprise Server URL for GitHub sign-on (https://github.com)",
+        |s, v| { s.sso.github_url = v.to_string() }
+    ),
+    env_var!(
         "ABRIDGE_SSO_ALLOWED_DOMAINS",
         "sso.allowed_domains",
         "comma-separated email domains whose new users get an account on first sign-on (none)",
@@ -835,6 +844,12 @@ impl Settings {
             return Err(ConfigError(
                 "ABRIDGE_OIDC_ISSUER (sso.oidc_issuer): must be the issuer's URL when OIDC_CLIENT_ID is set".into(),
             ));
+        }
+        if url::Url::parse(&sso.github_url).is_err() {
+            return Err(ConfigError(format!(
+                "ABRIDGE_GITHUB_URL (sso.github_url): `{}` is not a URL",
+                sso.github_url
+            )));
         }
         if sso.microsoft.enabled() && sso.microsoft_tenant_id.as_deref().is_none_or(str::is_empty) {
             return Err(ConfigError(

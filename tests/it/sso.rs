@@ -388,3 +388,136 @@ async fn an_unreachable_issuer_is_a_502_in_our_shape() {
     let body: Value = r.json().await.unwrap();
     assert!(body["error"]["message"].as_str().unwrap().contains("oidc"));
 }
+
+/// A stand-in for GitHub (Enterprise Server layout): the OAuth token
+/// endpoint, which checks PKCE, and the API's email list.
+#[derive(Clone, Default)]
+struct GithubState {
+    /// Code → (PKCE challenge, the account's emails).
+    codes: Arc<Mutex<HashMap<String, (String, Value)>>>,
+    /// Access token → the account's emails.
+    tokens: Arc<Mutex<HashMap<String, Value>>>,
+}
+
+async fn github_token(State(s): State<GithubState>, body: String) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    let code = form.get("code").cloned().unwrap_or_default();
+    let Some((challenge, emails)) = s.codes.lock().unwrap().remove(&code) else {
+        return axum::Json(json!({"error": "bad_verification_code"})).into_response();
+    };
+    let verifier = form.get("code_verifier").cloned().unwrap_or_default();
+    if B64URL.encode(sha2::Sha256::digest(verifier.as_bytes())) != challenge {
+        return axum::Json(json!({"error": "bad_verification_code"})).into_response();
+    }
+    let token = format!("gho_{code}");
+    s.tokens.lock().unwrap().insert(token.clone(), emails);
+    axum::Json(
+        json!({"access_token": token, "token_type": "bearer", "scope": "read:user,user:email"}),
+    )
+    .into_response()
+}
+
+async fn github_emails(
+    State(s): State<GithubState>,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::Json<Value>, axum::http::StatusCode> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let emails = s.tokens.lock().unwrap().get(token).cloned();
+    emails
+        .map(axum::Json)
+        .ok_or(axum::http::StatusCode::UNAUTHORIZED)
+}
+
+#[tokio::test]
+async fn github_sign_on_uses_the_verified_primary_email() {
+    let state = GithubState::default();
+    let github = axum::Router::new()
+        .route("/login/oauth/access_token", post(github_token))
+        .route("/api/v3/user/emails", get(github_emails))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let github_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, github).await.unwrap() });
+    let web = github_url.clone();
+    let app = TestApp::spawn_with("", move |s| {
+        s.sso.github.client_id = Some("gh-client".into());
+        s.sso.github.client_secret = Some(abridge::config::Secret::new("gh-secret"));
+        s.sso.github.redirect_uri = Some("http://gateway.test/api/auth/sso/github/callback".into());
+        s.sso.github_url = web;
+    })
+    .await;
+    app.add_user("dev@example.com", Role::Member).await;
+
+    for (code, emails, expected) in [
+        (
+            "gh-1",
+            json!([
+                {"email": "old@example.com", "primary": false, "verified": true},
+                {"email": "dev@example.com", "primary": true, "verified": true},
+            ]),
+            "/",
+        ),
+        (
+            "gh-2",
+            json!([{"email": "dev@example.com", "primary": true, "verified": false}]),
+            "/?sso_error=email_unverified",
+        ),
+    ] {
+        let r = no_redirects()
+            .get(app.url("/api/auth/sso/github/start"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let location = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+        assert!(
+            location
+                .as_str()
+                .starts_with(&format!("{github_url}/login/oauth/authorize"))
+        );
+        let query: HashMap<String, String> = location.query_pairs().into_owned().collect();
+        assert_eq!(query["client_id"], "gh-client");
+        assert!(query["scope"].contains("user:email"));
+        let flow = r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        state
+            .codes
+            .lock()
+            .unwrap()
+            .insert(code.into(), (query["code_challenge"].clone(), emails));
+        let r = no_redirects()
+            .get(app.url(&format!(
+                "/api/auth/sso/github/callback?code={code}&state={}",
+                query["state"]
+            )))
+            .header("cookie", &flow)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["location"], expected, "{code}");
+        let session = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+            .find(|c| c.starts_with("abridge_session=") && c.len() > "abridge_session=".len());
+        if expected == "/" {
+            let me = me(&app, &session.unwrap()).await;
+            assert_eq!(me["user"]["email"], "dev@example.com");
+        } else {
+            assert!(session.is_none());
+        }
+    }
+}

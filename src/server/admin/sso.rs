@@ -51,10 +51,6 @@ const METADATA_TTL: Duration = Duration::from_secs(600);
 /// Bound on every call to a provider.
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 
-const GITHUB_AUTHORIZE: &str = "https://github.com/login/oauth/authorize";
-const GITHUB_TOKEN: &str = "https://github.com/login/oauth/access_token";
-const GITHUB_EMAILS: &str = "https://api.github.com/user/emails";
-
 #[derive(Debug)]
 enum Kind {
     Oidc {
@@ -62,7 +58,19 @@ enum Kind {
         scopes: Vec<String>,
         metadata: Mutex<Option<(Instant, Box<CoreProviderMetadata>)>>,
     },
-    GitHub,
+    /// GitHub or a GitHub Enterprise Server: its web and API base URLs.
+    GitHub { web: String, api: String },
+}
+
+/// The API base of a GitHub web URL: `api.github.com` for github.com,
+/// `/api/v3` on a GitHub Enterprise Server.
+fn github_api(web: &str) -> String {
+    let web = web.trim_end_matches('/');
+    if web == "https://github.com" {
+        "https://api.github.com".into()
+    } else {
+        format!("{web}/api/v3")
+    }
 }
 
 #[derive(Debug)]
@@ -141,7 +149,14 @@ impl Sso {
                 ),
             );
         }
-        add("github", "GitHub", &settings.github, Kind::GitHub);
+        let github = settings.github_url.trim_end_matches('/').to_string();
+        let api = github_api(&github);
+        add(
+            "github",
+            "GitHub",
+            &settings.github,
+            Kind::GitHub { web: github, api },
+        );
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(PROVIDER_TIMEOUT)
@@ -335,16 +350,16 @@ type GithubClient = CoreClient<
     EndpointNotSet,
 >;
 
-fn github_client(provider: &Provider) -> Result<GithubClient, Refusal> {
+fn github_client(provider: &Provider, web: &str) -> Result<GithubClient, Refusal> {
     let bad = |_| Refusal::Provider;
     Ok(CoreClient::new(
         ClientId::new(provider.client_id.clone()),
-        IssuerUrl::new("https://github.com".into()).map_err(bad)?,
+        IssuerUrl::new(web.to_string()).map_err(bad)?,
         JsonWebKeySet::new(Vec::new()),
     )
     .set_client_secret(ClientSecret::new(provider.client_secret.clone()))
-    .set_auth_uri(AuthUrl::new(GITHUB_AUTHORIZE.into()).map_err(bad)?)
-    .set_token_uri(TokenUrl::new(GITHUB_TOKEN.into()).map_err(bad)?)
+    .set_auth_uri(AuthUrl::new(format!("{web}/login/oauth/authorize")).map_err(bad)?)
+    .set_token_uri(TokenUrl::new(format!("{web}/login/oauth/access_token")).map_err(bad)?)
     .set_redirect_uri(redirect_url(provider)?))
 }
 
@@ -370,8 +385,8 @@ async fn authorize(sso: &Sso, provider: &Provider) -> Result<(url::Url, Flow), R
             let (url, state, nonce) = request.set_pkce_challenge(challenge).url();
             (url, state, Some(nonce.secret().clone()))
         }
-        Kind::GitHub => {
-            let (url, state, _) = github_client(provider)?
+        Kind::GitHub { web, .. } => {
+            let (url, state, _) = github_client(provider, web)?
                 .authorize_url(
                     CoreAuthenticationFlow::AuthorizationCode,
                     CsrfToken::new_random,
@@ -522,8 +537,8 @@ async fn verified_email(
                 || (provider.id == "microsoft" && edov(&id_token.to_string()));
             Ok((email, verified))
         }
-        Kind::GitHub => {
-            let tokens = github_client(provider)?
+        Kind::GitHub { web, api } => {
+            let tokens = github_client(provider, web)?
                 .exchange_code(AuthorizationCode::new(code))
                 .set_pkce_verifier(verifier)
                 .request_async(&sso.http)
@@ -531,7 +546,7 @@ async fn verified_email(
                 .map_err(|e| fail("code exchange failed", Refusal::Provider)(&e))?;
             let emails: Vec<GithubEmail> = sso
                 .http
-                .get(GITHUB_EMAILS)
+                .get(format!("{api}/user/emails"))
                 .bearer_auth(tokens.access_token().secret())
                 .header(header::ACCEPT, "application/vnd.github+json")
                 .send()
@@ -745,6 +760,15 @@ mod tests {
             None
         );
         assert_eq!(github_email(&[]), None);
+    }
+
+    #[test]
+    fn github_api_urls() {
+        assert_eq!(github_api("https://github.com/"), "https://api.github.com");
+        assert_eq!(
+            github_api("https://git.corp.example"),
+            "https://git.corp.example/api/v3"
+        );
     }
 
     #[test]
