@@ -70,6 +70,7 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub telemetry: TelemetrySettings,
     pub sso: SsoSettings,
+    pub catalog: CatalogSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,6 +90,24 @@ pub struct ServerSettings {
     /// Silence on a converted stream after which a `ping` event is sent.
     #[serde(with = "hdur")]
     pub ping_interval: Duration,
+    // Bounds on what one client can hold (issue 8 §5).
+    /// Client connections open at once; beyond it new connections wait in
+    /// the listen backlog until one closes.
+    pub max_client_connections: usize,
+    /// Longest a request body may take to arrive once the handler starts
+    /// reading it (a slow or stalled upload gets 408 and the connection is
+    /// closed).
+    #[serde(with = "hdur")]
+    pub body_timeout: Duration,
+    /// Longest a write to a client may stay blocked (the client stopped
+    /// reading); then the connection is closed and its upstream released.
+    #[serde(with = "hdur")]
+    pub write_timeout: Duration,
+    /// Whether `/ready` shows provider, key and log-writer detail to callers
+    /// with a valid client API key. Anonymous callers only ever get the
+    /// status. The admin API (issue 10) replaces this with an operator
+    /// credential.
+    pub ready_detail: bool,
 }
 
 impl Default for ServerSettings {
@@ -100,6 +119,10 @@ impl Default for ServerSettings {
             providers_file: None,
             log: "info".into(),
             ping_interval: Duration::from_secs(10),
+            max_client_connections: 4096,
+            body_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(20),
+            ready_detail: false,
         }
     }
 }
@@ -308,6 +331,59 @@ impl Default for SsoSettings {
     }
 }
 
+/// Claude model ids `/v1/models` lists besides the built-in table
+/// (`upstream::catalog`), for releases newer than this binary. File only:
+/// `[[catalog.models]]` entries in `abridge.toml`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogSettings {
+    pub models: Vec<CatalogModel>,
+}
+
+/// One client-facing Claude model id and the tier it is routed to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogModel {
+    pub id: String,
+    /// Shown as `display_name`; the id when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Release date: `2026-05-28` or RFC 3339.
+    #[serde(with = "release_date")]
+    pub created_at: std::time::SystemTime,
+    /// `big`, `middle` or `small`; unset: the family the id names
+    /// (`opus`, `sonnet`, `haiku`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<crate::upstream::provider::Tier>,
+}
+
+/// Serde glue for release dates: `YYYY-MM-DD` or RFC 3339 in, RFC 3339 out.
+pub mod release_date {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Parses `2026-05-28` (midnight UTC) or an RFC 3339 timestamp.
+    pub fn parse(raw: &str) -> Result<SystemTime, String> {
+        let raw = raw.trim();
+        let full = if raw.len() == 10 {
+            format!("{raw}T00:00:00Z")
+        } else {
+            raw.to_string()
+        };
+        humantime::parse_rfc3339(&full)
+            .map_err(|_| format!("`{raw}` is not a date like 2026-05-28 or 2026-05-28T00:00:00Z"))
+    }
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_rfc3339_seconds(*t).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 /// What one environment variable sets: its file key and a parser into `Settings`.
 pub struct EnvVar {
     pub name: &'static str,
@@ -411,6 +487,30 @@ pub const ENV_VARS: &[EnvVar] = &[
         "server.ping_interval",
         "silence on a converted stream before a ping event (10s)",
         |s, v| { s.server.ping_interval = parse_duration(v)? }
+    ),
+    env_var!(
+        "ABRIDGE_MAX_CLIENT_CONNECTIONS",
+        "server.max_client_connections",
+        "client connections open at once; more wait until one closes (4096)",
+        |s, v| { s.server.max_client_connections = parse_num(v)? }
+    ),
+    env_var!(
+        "ABRIDGE_BODY_TIMEOUT",
+        "server.body_timeout",
+        "longest a request body may take to arrive, then 408 (60s)",
+        |s, v| { s.server.body_timeout = parse_duration(v)? }
+    ),
+    env_var!(
+        "ABRIDGE_WRITE_TIMEOUT",
+        "server.write_timeout",
+        "longest a client may leave a response unread before it is disconnected (20s)",
+        |s, v| { s.server.write_timeout = parse_duration(v)? }
+    ),
+    env_var!(
+        "ABRIDGE_READY_DETAIL",
+        "server.ready_detail",
+        "show provider, key and log-writer detail on /ready to callers with a client API key (false)",
+        |s, v| { s.server.ready_detail = parse_bool(v)? }
     ),
     env_var!(
         "JWT_SECRET_KEY",
@@ -762,6 +862,16 @@ impl Settings {
         if self.server.ping_interval.is_zero() {
             return fail("server.ping_interval", "must be longer than 0s");
         }
+        if self.server.max_client_connections == 0 {
+            return fail("server.max_client_connections", "must be at least 1, got 0");
+        }
+        if self.server.body_timeout.is_zero() {
+            return fail("server.body_timeout", "must be longer than 0s");
+        }
+        if self.server.write_timeout.is_zero() {
+            return fail("server.write_timeout", "must be longer than 0s");
+        }
+        crate::upstream::catalog::Catalog::new(&self.catalog)?;
         if self.server.max_body_bytes < 1024 {
             return fail("server.max_body_bytes", "must be at least 1024 bytes");
         }
@@ -1004,6 +1114,30 @@ mod tests {
         assert!(!text.contains("a-long-enough-password"));
         assert!(text.contains("*****"));
         Settings::from_toml(&text).unwrap();
+    }
+
+    #[test]
+    fn catalog_entries_load_from_the_file_and_print_back() {
+        let text = "[[catalog.models]]\nid = \"claude-opus-4-8\"\ncreated_at = \"2026-05-28\"\n\n[[catalog.models]]\nid = \"claude-fable-5\"\ndisplay_name = \"Claude Fable 5\"\ncreated_at = \"2026-06-09T00:00:00Z\"\ntier = \"big\"\n";
+        let s = Settings::from_toml(text).unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.catalog.models.len(), 2);
+        let again = Settings::from_toml(&s.to_masked_toml()).unwrap();
+        assert_eq!(again.catalog.models, s.catalog.models);
+        let err = Settings::from_toml("[[catalog.models]]\nid = \"x\"\ncreated_at = \"soon\"\n")
+            .unwrap_err();
+        assert!(err.0.contains("catalog.models[0].created_at"), "{}", err.0);
+        let err = Settings::from_toml(
+            "[[catalog.models]]\nid = \"claude-fable-5\"\ncreated_at = \"2026-06-09\"\n",
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err();
+        assert!(
+            err.0.contains("catalog.models") && err.0.contains("tier"),
+            "{}",
+            err.0
+        );
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     RequestTooLarge(String),
+    /// The client did not send its whole request body in time.
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("{0}")]
     RateLimited(String),
     /// No provider could take the request (all failed or all breakers open).
@@ -52,6 +55,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Overloaded(_) => {
                 StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
@@ -70,6 +74,7 @@ impl Error {
             Error::NotFound(_) => "not_found_error",
             Error::Conflict(_) => "conflict_error",
             Error::RequestTooLarge(_) => "request_too_large",
+            Error::RequestTimeout(_) => "timeout_error",
             Error::RateLimited(_) => "rate_limit_error",
             Error::Overloaded(_) => "overloaded_error",
             Error::BadUpstream { status, .. } if status.as_u16() == 504 => "timeout_error",
@@ -104,6 +109,11 @@ impl Error {
         );
         if matches!(self, Error::Authentication(_)) {
             headers.insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        }
+        if matches!(self, Error::RequestTimeout(_)) {
+            // The rest of the body may still be on its way: this connection
+            // cannot carry another request.
+            headers.insert("connection", HeaderValue::from_static("close"));
         }
         let mut response = (self.status(), headers, axum::Json(body)).into_response();
         if let Error::Internal(cause) = &self {
@@ -160,6 +170,7 @@ mod tests {
             (Error::NotFound("x".into()), 404, "not_found_error"),
             (Error::Conflict("x".into()), 409, "conflict_error"),
             (Error::RequestTooLarge("x".into()), 413, "request_too_large"),
+            (Error::RequestTimeout("x".into()), 408, "timeout_error"),
             (Error::RateLimited("x".into()), 429, "rate_limit_error"),
             (Error::Overloaded("x".into()), 529, "overloaded_error"),
             (

@@ -8,6 +8,7 @@ use super::UsageError;
 use crate::config::Overrides;
 use crate::server::bootstrap;
 use crate::store::AuditEntry;
+use crate::upstream::catalog::Catalog;
 use crate::upstream::{HttpClient, Router, probe, provider, sources};
 
 /// Manage upstream providers (stored in the database; a providers file can add more).
@@ -43,9 +44,10 @@ pub async fn run(overrides: Overrides, command: Command) -> anyhow::Result<ExitC
     let settings = super::settings(&overrides)?;
     let secrets = bootstrap::load_secrets(&settings)?;
     let (store, _) = bootstrap::open_store(&settings).await?;
+    let catalog = Catalog::new(&settings.catalog)?;
     // List and test see what a server would: the store plus the providers file.
     let load = || async {
-        let router = Router::new(&settings.routing);
+        let router = Router::new(&settings.routing, catalog.clone());
         let file = settings.server.providers_file.as_deref();
         sources::load_all(&router, &store, &secrets.sealer, file)
             .await

@@ -128,7 +128,8 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
     let http = HttpClient::new(&settings.http).context("cannot build the HTTP client")?;
-    let router = Router::new(&settings.routing);
+    let catalog = crate::upstream::catalog::Catalog::new(&settings.catalog)?;
+    let router = Router::new(&settings.routing, catalog);
     crate::upstream::sources::load_all(
         &router,
         &store,

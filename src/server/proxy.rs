@@ -9,7 +9,8 @@
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, Path, Query, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,7 +22,8 @@ use super::auth::ClientKey;
 use super::relay::{self, LogGuard};
 use crate::error::Error;
 use crate::protocol::{self, anthropic};
-use crate::store::LogRecord;
+use crate::store::{Endpoint, LogRecord};
+use crate::upstream::catalog;
 use crate::upstream::dispatch::{self, DispatchError, Dispatched, Mode};
 use crate::upstream::provider::ApiFormat;
 use crate::upstream::router::{Candidate, RouteError, Router};
@@ -54,30 +56,41 @@ pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Respon
     Error::Internal(anyhow::anyhow!("handler panicked")).into_response()
 }
 
-/// The raw request body, with over-limit and unreadable bodies turned into
-/// Anthropic errors instead of axum's plain-text ones.
+/// The raw request body, with over-limit, unreadable and too-slow bodies
+/// turned into Anthropic errors instead of axum's plain-text ones. The whole
+/// body must arrive within `server.body_timeout`, so a client cannot hold a
+/// handler by trickling or stalling its upload.
 pub struct RawBody(pub Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for RawBody {
+impl<S: Send + Sync> FromRequest<S> for RawBody
+where
+    AppState: FromRef<S>,
+{
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        Bytes::from_request(req, state)
+        let limit = AppState::from_ref(state).settings.server.body_timeout;
+        let read = tokio::time::timeout(limit, Bytes::from_request(req, state))
             .await
-            .map(RawBody)
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    Error::RequestTooLarge(
-                        "request body is larger than the gateway accepts (ABRIDGE_MAX_BODY_BYTES)"
-                            .into(),
-                    )
-                } else {
-                    Error::InvalidRequest(format!(
-                        "cannot read the request body: {}",
-                        rejection.body_text()
-                    ))
-                }
-            })
+            .map_err(|_| {
+                Error::RequestTimeout(format!(
+                    "the request body did not arrive within {} (ABRIDGE_BODY_TIMEOUT)",
+                    humantime::format_duration(limit)
+                ))
+            })?;
+        read.map(RawBody).map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Error::RequestTooLarge(
+                    "request body is larger than the gateway accepts (ABRIDGE_MAX_BODY_BYTES)"
+                        .into(),
+                )
+            } else {
+                Error::InvalidRequest(format!(
+                    "cannot read the request body: {}",
+                    rejection.body_text()
+                ))
+            }
+        })
     }
 }
 
@@ -286,11 +299,7 @@ async fn messages(
     state
         .router
         .remember(conversation, &answer.candidate.upstream.spec.name);
-    let record = guard.record_mut();
-    record.provider = Some(answer.candidate.upstream.spec.name.clone());
-    record.upstream_model = Some(answer.candidate.model.clone());
-    record.ttfb_ms = Some(answer.ttfb.as_millis() as u64);
-    record.status = answer.status;
+    note_answer(&mut guard, &answer);
     match answer.candidate.upstream.spec.api_format {
         ApiFormat::Anthropic => {
             let recorder = relay::Recorder {
@@ -382,19 +391,46 @@ fn fail(mut guard: LogGuard, error: Error, kind: &'static str) -> Response {
     error.into_response()
 }
 
+/// Records who answered, and how fast, in the request's log record.
+fn note_answer(guard: &mut LogGuard, answer: &Dispatched) {
+    let record = guard.record_mut();
+    record.provider = Some(answer.candidate.upstream.spec.name.clone());
+    record.upstream_model = Some(answer.candidate.model.clone());
+    record.ttfb_ms = Some(answer.ttfb.as_millis() as u64);
+    record.status = answer.status;
+}
+
 async fn count_tokens(
     state: AppState,
-    ClientKey(_key): ClientKey,
+    ClientKey(key): ClientKey,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Response {
+    // Logged like every request: one `request_logs` row, endpoint `count_tokens`.
+    let mut guard = LogGuard::new(
+        state.logs.clone(),
+        LogRecord {
+            created_at: crate::store::now_ms(),
+            endpoint: Endpoint::CountTokens,
+            api_key_id: Some(key.id),
+            ..LogRecord::default()
+        },
+        Instant::now(),
+    );
     let request = match protocol::parse_count_tokens_request(&body) {
         Ok(r) => r,
-        Err(e) => return Error::InvalidRequest(e.to_string()).into_response(),
+        Err(e) => {
+            return fail(
+                guard,
+                Error::InvalidRequest(e.to_string()),
+                "invalid_request",
+            );
+        }
     };
+    guard.record_mut().alias = request.model.clone();
     let candidates = match state.router.candidates(&request.model, None) {
         Ok(c) => c,
-        Err(e) => return route_error(e).into_response(),
+        Err(e) => return fail(guard, route_error(e), "no_route"),
     };
     // Anthropic-native providers count exactly; forward to the first of them.
     let native: Vec<Candidate> = candidates
@@ -423,7 +459,10 @@ async fn count_tokens(
         )
         .await
         {
-            Ok(answer) => return relay::passthrough(answer, LogGuard::disabled(), None),
+            Ok(answer) => {
+                note_answer(&mut guard, &answer);
+                return relay::passthrough(answer, guard, None);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "count_tokens upstream failed; estimating locally")
             }
@@ -434,6 +473,8 @@ async fn count_tokens(
         tokio::task::spawn_blocking(move || protocol::tokens::count_input_tokens(&request)).await;
     match count {
         Ok(n) => {
+            guard.record_mut().status = 200;
+            guard.complete();
             let mut response = Json(json!({"input_tokens": n})).into_response();
             response.headers_mut().insert(
                 HeaderName::from_static("x-abridge-token-count"),
@@ -441,44 +482,51 @@ async fn count_tokens(
             );
             response
         }
-        Err(e) => Error::Internal(anyhow::anyhow!("token counting failed: {e}")).into_response(),
+        Err(e) => fail(
+            guard,
+            Error::Internal(anyhow::anyhow!("token counting failed: {e}")),
+            "internal",
+        ),
     }
 }
 
-/// Fixed creation date reported for every alias (Anthropic's list requires one).
-const MODEL_CREATED_AT: &str = "2025-01-01T00:00:00Z";
-
-fn model_object(id: &str) -> serde_json::Value {
-    json!({"type": "model", "id": id, "display_name": id, "created_at": MODEL_CREATED_AT})
+/// `GET /v1/models`: Anthropic's list, newest first, with its cursors.
+async fn list_models(
+    state: AppState,
+    ClientKey(_key): ClientKey,
+    query: Result<Query<catalog::PageQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return Error::InvalidRequest("malformed query string".into()).into_response();
+    };
+    let catalog = state.router.catalog();
+    let all = catalog.list(&state.router.snapshot());
+    match catalog::page(&all, &query) {
+        Ok(page) => Json(json!({
+            "data": page.data,
+            "has_more": page.has_more,
+            "first_id": page.data.first().map(|m| &m.id),
+            "last_id": page.data.last().map(|m| &m.id),
+        }))
+        .into_response(),
+        Err(message) => Error::InvalidRequest(message).into_response(),
+    }
 }
 
-async fn list_models(state: AppState, ClientKey(_key): ClientKey) -> Response {
-    let data: Vec<serde_json::Value> = state
-        .router
-        .model_names()
-        .iter()
-        .map(|m| model_object(m))
-        .collect();
-    let first = data
-        .first()
-        .and_then(|m| m["id"].as_str())
-        .map(str::to_owned);
-    let last = data
-        .last()
-        .and_then(|m| m["id"].as_str())
-        .map(str::to_owned);
-    Json(json!({"data": data, "has_more": false, "first_id": first, "last_id": last}))
-        .into_response()
-}
-
+/// `GET /v1/models/{id}`: the listed object for an id or alias.
 async fn get_model(
     state: AppState,
     ClientKey(_key): ClientKey,
     Path(id): Path<String>,
 ) -> Response {
-    match state.router.candidates(&id, None) {
-        Ok(_) => Json(model_object(&id)).into_response(),
-        Err(RouteError::AllOpen(_)) => Json(model_object(&id)).into_response(),
-        Err(e) => route_error(e).into_response(),
+    let catalog = state.router.catalog();
+    let all = catalog.list(&state.router.snapshot());
+    match catalog.find(&all, &id) {
+        Some(model) => Json(model).into_response(),
+        // The id is not echoed: it is client input of any length.
+        None => Error::NotFound(
+            "no such model here; GET /v1/models lists the ids this gateway serves".into(),
+        )
+        .into_response(),
     }
 }

@@ -54,16 +54,6 @@ impl LogGuard {
         }
     }
 
-    /// A guard that records nothing (e.g. forwarded `count_tokens`).
-    pub fn disabled() -> Self {
-        Self {
-            logs: None,
-            record: LogRecord::default(),
-            started: Instant::now(),
-            done: true,
-        }
-    }
-
     pub fn usage(&mut self, usage: &Usage) {
         let r = &mut self.record;
         r.input_tokens = r.input_tokens.max(usage.input_tokens);

@@ -11,7 +11,8 @@ use super::{Result, Store, StoreError};
 /// The migrations, in order; migration N brings the schema to version N.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
-    include_str!("migrations/0002_identity.sql"),
+    include_str!("migrations/0002_request_log_endpoint.sql"),
+    include_str!("migrations/0003_identity.sql"),
 ];
 
 /// The schema version this binary writes.

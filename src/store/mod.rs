@@ -26,7 +26,7 @@ pub use api_keys::{ApiKey, NewApiKey};
 pub use audit::{AuditEntry, redact};
 pub use log_writer::LogWriter;
 pub use migrations::{MigrationReport, SCHEMA_VERSION};
-pub use request_logs::LogRecord;
+pub use request_logs::{Endpoint, LogRecord};
 pub use users::{Role, User, UserChange};
 
 #[derive(Debug, thiserror::Error)]

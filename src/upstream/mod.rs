@@ -1,8 +1,9 @@
-//! Upstream providers: the shared HTTP client, the provider model, routing,
-//! breakers, key rotation, retries and the failover loop. Never converts
-//! formats (that is `protocol`).
+//! Upstream providers: the shared HTTP client, the provider model, the
+//! catalog of Claude model ids, routing, breakers, key rotation, retries and
+//! the failover loop. Never converts formats (that is `protocol`).
 
 pub mod breaker;
+pub mod catalog;
 pub mod client;
 pub mod dispatch;
 pub mod keys;

@@ -37,7 +37,8 @@ impl ApiFormat {
 }
 
 /// The model tiers a Claude family name maps to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Tier {
     Big,
     Middle,

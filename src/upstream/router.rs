@@ -1,13 +1,13 @@
 //! Routing: which providers, in which order, may serve a model name.
 //!
-//! `haiku` / `sonnet` / `opus` (any Claude model id containing them) map to
-//! the small / middle / big tiers; `provider/model` picks exactly; an upstream
-//! model id configured in some tier is routed to the providers that list it.
+//! Claude model ids map to the small / middle / big tiers through the
+//! [`Catalog`] (its table, else `haiku` / `sonnet` / `opus` in the name);
+//! `provider/model` picks exactly; an upstream model id configured in some
+//! tier is routed to the providers that list it.
 //! Candidates come in `priority`, `random` or `weighted` order, and providers
 //! whose breaker is open are skipped. The provider set is swapped whole on
 //! reload; a provider whose spec did not change keeps its breaker and keys.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -15,8 +15,9 @@ use rand::Rng as _;
 use rand::seq::SliceRandom as _;
 
 use super::breaker::Breaker;
+use super::catalog::Catalog;
 use super::keys::KeyRing;
-use super::provider::{ProviderSpec, Tier};
+use super::provider::ProviderSpec;
 use crate::cache::L1;
 use crate::config::{RoutingSettings, Strategy};
 
@@ -90,6 +91,8 @@ pub enum RouteError {
 struct Inner {
     providers: RwLock<Arc<Vec<Arc<Upstream>>>>,
     settings: RoutingSettings,
+    /// Which tier each Claude model id routes to.
+    catalog: Catalog,
     /// Conversation hash → provider name, when stickiness is on.
     sticky: Option<L1<u64, Arc<str>>>,
 }
@@ -100,26 +103,13 @@ pub struct Router {
     inner: Arc<Inner>,
 }
 
-/// The tier a Claude family name maps to, if it names one.
-pub fn tier_of(model: &str) -> Option<Tier> {
-    let lower = model.to_ascii_lowercase();
-    if lower.contains("haiku") {
-        Some(Tier::Small)
-    } else if lower.contains("sonnet") {
-        Some(Tier::Middle)
-    } else if lower.contains("opus") {
-        Some(Tier::Big)
-    } else {
-        None
-    }
-}
-
 impl Router {
-    pub fn new(settings: &RoutingSettings) -> Self {
+    pub fn new(settings: &RoutingSettings, catalog: Catalog) -> Self {
         Self {
             inner: Arc::new(Inner {
                 providers: RwLock::new(Arc::new(Vec::new())),
                 settings: settings.clone(),
+                catalog,
                 sticky: settings
                     .sticky
                     .then(|| L1::new(100_000, Duration::from_secs(3600))),
@@ -185,7 +175,7 @@ impl Router {
                 upstream: u.clone(),
                 model: model.to_string(),
             });
-        } else if let Some(tier) = tier_of(requested) {
+        } else if let Some(tier) = self.inner.catalog.tier_of(requested) {
             for u in enabled {
                 found.extend(u.spec.models.tier(tier).iter().map(|m| Candidate {
                     upstream: u.clone(),
@@ -250,33 +240,9 @@ impl Router {
         }
     }
 
-    /// Model names a client can ask for: family aliases with a provider, and
-    /// every `provider/model`.
-    pub fn model_names(&self) -> Vec<String> {
-        let providers = self.snapshot();
-        let mut names = Vec::new();
-        for (alias, tier) in [
-            ("opus", Tier::Big),
-            ("sonnet", Tier::Middle),
-            ("haiku", Tier::Small),
-        ] {
-            if providers
-                .iter()
-                .any(|u| u.spec.enabled && !u.spec.models.tier(tier).is_empty())
-            {
-                names.push(alias.to_string());
-            }
-        }
-        let mut seen = HashMap::new();
-        for u in providers.iter().filter(|u| u.spec.enabled) {
-            for m in u.spec.models.all() {
-                let id = format!("{}/{m}", u.spec.name);
-                if seen.insert(id.clone(), ()).is_none() {
-                    names.push(id);
-                }
-            }
-        }
-        names
+    /// The model table the router maps Claude ids with.
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
     }
 
     /// Stable hash of a conversation's opening, for stickiness.
@@ -302,8 +268,12 @@ mod tests {
         .unwrap()
     }
 
+    fn catalog() -> Catalog {
+        Catalog::new(&Default::default()).unwrap()
+    }
+
     fn router() -> Router {
-        let r = Router::new(&RoutingSettings::default());
+        let r = Router::new(&RoutingSettings::default(), catalog());
         r.replace(vec![
             (spec("b", 2), Source::File),
             (spec("a", 1), Source::Store),
@@ -361,10 +331,13 @@ mod tests {
 
     #[test]
     fn sticky_conversations_stay_with_their_provider() {
-        let r = Router::new(&RoutingSettings {
-            sticky: true,
-            ..RoutingSettings::default()
-        });
+        let r = Router::new(
+            &RoutingSettings {
+                sticky: true,
+                ..RoutingSettings::default()
+            },
+            catalog(),
+        );
         r.replace(vec![
             (spec("b", 2), Source::File),
             (spec("a", 1), Source::Store),
@@ -406,6 +379,5 @@ mod tests {
             &a,
             &r.candidates("opus", None).unwrap()[0].upstream
         ));
-        assert_eq!(r.model_names(), ["opus", "sonnet", "a/a-big", "a/a-mid"]);
     }
 }

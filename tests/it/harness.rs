@@ -33,6 +33,9 @@ pub enum Reply {
     Chunks(Vec<(Duration, String)>),
     /// Never answers.
     Hang,
+    /// An SSE stream that repeats this chunk, one per interval, until the
+    /// client goes away.
+    Endless(String, Duration),
 }
 
 type Script = dyn Fn(&Received, usize) -> Reply + Send + Sync;
@@ -110,6 +113,22 @@ async fn handle(
                 .insert("content-type", "text/event-stream".parse().unwrap());
             r
         }
+        Reply::Endless(chunk, every) => {
+            // Counted as abandoned when the gateway drops the stream.
+            let flag = Abandoned(state.abandoned.clone());
+            let chunk = Bytes::from(chunk);
+            let stream = futures_util::stream::unfold(flag, move |flag| {
+                let chunk = chunk.clone();
+                async move {
+                    tokio::time::sleep(every).await;
+                    Some((Ok::<_, std::convert::Infallible>(chunk), flag))
+                }
+            });
+            let mut r = Response::new(Body::from_stream(stream));
+            r.headers_mut()
+                .insert("content-type", "text/event-stream".parse().unwrap());
+            r
+        }
         Reply::Hang => {
             let _flag = Abandoned(state.abandoned.clone());
             std::future::pending::<()>().await;
@@ -159,15 +178,18 @@ impl MockUpstream {
         self.abandoned.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Waits (at most 3 s) until the mock has dropped a request unanswered.
-    pub async fn wait_abandoned(&self) -> usize {
-        for _ in 0..60 {
-            if self.abandoned() > 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    /// Waits (at most `limit`) until the mock has dropped `n` requests unanswered.
+    pub async fn wait_abandoned_n(&self, n: usize, limit: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.abandoned() < n && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.abandoned()
+    }
+
+    /// Waits (at most 3 s) until the mock has dropped a request unanswered.
+    pub async fn wait_abandoned(&self) -> usize {
+        self.wait_abandoned_n(1, Duration::from_secs(3)).await
     }
 
     /// Waits until the mock has received a first request.
@@ -316,6 +338,19 @@ impl TestApp {
             .header("x-api-key", &self.key)
     }
 
+    /// `GET path` with the client key; status and JSON body.
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .header("x-api-key", &self.key)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     pub async fn messages(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
         let r = self.post("/v1/messages").json(&body).send().await.unwrap();
         let status = r.status().as_u16();
@@ -332,6 +367,18 @@ impl TestApp {
         }
         self.state.clone()
     }
+}
+
+/// A gateway with one OpenAI-format provider `p` (every tier) whose mock
+/// answers "hi there"; `tweak` adjusts the settings.
+pub async fn openai_app_with(tweak: impl FnOnce(&mut Settings)) -> (MockUpstream, TestApp) {
+    let mock = MockUpstream::start(|_, _| Reply::Json(200, openai_text("hi there"))).await;
+    let providers = providers_toml(&[("p", "openai", &mock.url(), 1)]);
+    (mock, TestApp::spawn_with(&providers, tweak).await)
+}
+
+pub async fn openai_app() -> (MockUpstream, TestApp) {
+    openai_app_with(|_| {}).await
 }
 
 /// A 429 answer with the given `Retry-After`.

@@ -85,12 +85,14 @@ async fn body_goes_up_unchanged_except_model_and_answer_comes_back_unchanged() {
     assert_eq!(mock.received()[1].path, "/v1/messages/count_tokens");
 
     let state = app.stop().await;
-    let logs = state.store.recent_logs(1).await.unwrap();
+    // Newest first: the count_tokens row, then the message's.
+    let logs = state.store.recent_logs(2).await.unwrap();
+    assert_eq!(logs[0].endpoint, abridge::store::Endpoint::CountTokens);
     assert_eq!(
         (
-            logs[0].input_tokens,
-            logs[0].output_tokens,
-            logs[0].cache_read_tokens
+            logs[1].input_tokens,
+            logs[1].output_tokens,
+            logs[1].cache_read_tokens
         ),
         (7, 2, 5)
     );

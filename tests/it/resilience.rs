@@ -55,6 +55,7 @@ async fn breaker_opens_then_recovers_through_a_probe() {
     let app = TestApp::spawn_with(&providers, |s| {
         s.routing.failure_threshold = 2;
         s.routing.recovery_timeout = Duration::from_millis(400);
+        s.server.ready_detail = true;
     })
     .await;
     let (status, body) = app.messages(hello("sonnet")).await;
@@ -70,15 +71,7 @@ async fn breaker_opens_then_recovers_through_a_probe() {
         );
     }
     assert_eq!(flaky.received().len(), 2, "an open breaker is skipped");
-    let ready: serde_json::Value = app
-        .client
-        .get(app.url("/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, ready) = app.get_json("/ready").await;
     let flaky_ready = ready["providers"]
         .as_array()
         .unwrap()
