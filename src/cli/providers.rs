@@ -47,8 +47,7 @@ pub async fn run(overrides: Overrides, command: Command) -> anyhow::Result<ExitC
     // List and test see what a server would: the store plus the providers file.
     let load = || async {
         let router = Router::new(&settings.routing);
-        let file = settings.server.providers_file.as_deref();
-        sources::load_all(&router, &store, &secrets.sealer, file)
+        sources::load_all(&router, &store, &secrets.sealer, &settings)
             .await
             .map(|()| router)
     };
@@ -60,7 +59,11 @@ pub async fn run(overrides: Overrides, command: Command) -> anyhow::Result<ExitC
                 )
                 .into());
             }
-            let specs = provider::load_file(&file).map_err(UsageError)?;
+            let loaded = provider::load_file(&file).map_err(UsageError)?;
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
+            let specs = loaded.providers;
             for spec in &specs {
                 store.upsert_provider(spec, &secrets.sealer).await?;
                 store

@@ -117,10 +117,13 @@ async fn text_then_tool_call_streams_the_tool_with_its_arguments() {
 }
 
 #[tokio::test]
-async fn missing_done_still_ends_cleanly() {
+async fn finish_reason_without_done_still_ends_cleanly() {
     let chunks = vec![(
         Duration::ZERO,
-        format!("data: {}\n\n", chunk(json!({"content": "partial"}), None)),
+        format!(
+            "data: {}\n\n",
+            chunk(json!({"content": "whole"}), Some("stop"))
+        ),
     )];
     let (_mock, events) = stream_through(chunks).await;
     let n = names(&events);
