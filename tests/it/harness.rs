@@ -31,6 +31,8 @@ pub enum Reply {
     Raw(u16, Vec<(&'static str, String)>, String),
     /// SSE chunks, each sent after its delay.
     Chunks(Vec<(Duration, String)>),
+    /// The same, then the connection is cut mid-body (a reset).
+    ChunksThenReset(Vec<(Duration, String)>),
     /// Never answers.
     Hang,
 }
@@ -88,34 +90,40 @@ async fn handle(
             }
             r
         }
-        Reply::Chunks(chunks) => {
-            // The flag counts a stream dropped before its last chunk was sent.
-            let flag = Some(Abandoned(state.abandoned.clone()));
-            let stream = futures_util::stream::unfold(
-                (chunks.into_iter(), flag),
-                |(mut it, mut flag)| async move {
-                    let Some((delay, text)) = it.next() else {
-                        std::mem::forget(flag.take());
-                        return None;
-                    };
-                    tokio::time::sleep(delay).await;
-                    Some((
-                        Ok::<_, std::convert::Infallible>(Bytes::from(text)),
-                        (it, flag),
-                    ))
-                },
-            );
-            let mut r = Response::new(Body::from_stream(stream));
-            r.headers_mut()
-                .insert("content-type", "text/event-stream".parse().unwrap());
-            r
-        }
+        Reply::Chunks(chunks) => chunked(&state, chunks, false),
+        Reply::ChunksThenReset(chunks) => chunked(&state, chunks, true),
         Reply::Hang => {
             let _flag = Abandoned(state.abandoned.clone());
             std::future::pending::<()>().await;
             unreachable!()
         }
     }
+}
+
+/// A streamed body of `chunks`, each after its delay; with `reset`, the body
+/// then fails, and hyper cuts the connection without ending the body.
+fn chunked(state: &MockState, chunks: Vec<(Duration, String)>, reset: bool) -> Response {
+    // The flag counts a stream dropped before its last chunk was sent.
+    let flag = Some(Abandoned(state.abandoned.clone()));
+    let stream = futures_util::stream::unfold(
+        (chunks.into_iter(), flag, reset),
+        |(mut it, mut flag, reset)| async move {
+            let Some((delay, text)) = it.next() else {
+                std::mem::forget(flag.take());
+                if reset {
+                    let cut = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut");
+                    return Some((Err(cut), (it, None, false)));
+                }
+                return None;
+            };
+            tokio::time::sleep(delay).await;
+            Some((Ok(Bytes::from(text)), (it, flag, reset)))
+        },
+    );
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut()
+        .insert("content-type", "text/event-stream".parse().unwrap());
+    r
 }
 
 impl MockUpstream {
