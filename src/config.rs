@@ -954,10 +954,88 @@ mod tests {
         let s = load(&[
             ("DB_POOL_TIMEOUT", "5"),
             ("HTTP_KEEPALIVE_EXPIRY", "1500ms"),
+            ("ABRIDGE_CONNECTION_WAIT", "0.25"),
         ])
         .unwrap();
         assert_eq!(s.database.pool_timeout, Duration::from_secs(5));
         assert_eq!(s.http.keepalive_expiry, Duration::from_millis(1500));
+        assert_eq!(s.http.connection_wait, Duration::from_millis(250));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn the_file_takes_durations_as_numbers_or_strings_like_the_environment() {
+        let s = Settings::from_toml(
+            "[database]\npool_timeout = 5\n[http]\nkeepalive_expiry = \"90\"\nconnection_wait = 0.5\n[routing]\nrecovery_timeout = \"2m\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.database.pool_timeout, Duration::from_secs(5));
+        assert_eq!(s.http.keepalive_expiry, Duration::from_secs(90));
+        assert_eq!(s.http.connection_wait, Duration::from_millis(500));
+        assert_eq!(s.routing.recovery_timeout, Duration::from_secs(120));
+        let err = Settings::from_toml("[routing]\nbackoff = \"later\"\n").unwrap_err();
+        assert!(err.0.contains("routing.backoff"), "{}", err.0);
+    }
+
+    #[test]
+    fn a_providers_file_sets_only_the_routing_keys_nobody_else_set() {
+        let file = FileRouting {
+            strategy: Some(Strategy::Random),
+            failure_threshold: Some(9),
+            recovery_timeout: Some(Duration::from_secs(7)),
+            breaker_enabled: Some(false),
+        };
+        let defaults = load(&[]).unwrap().routing_with(&file);
+        assert_eq!(
+            (
+                defaults.strategy,
+                defaults.failure_threshold,
+                defaults.recovery_timeout,
+                defaults.breaker_enabled
+            ),
+            (Strategy::Random, 9, Duration::from_secs(7), false),
+            "the file beats the built-in defaults"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("abridge.toml");
+        std::fs::write(&toml, "[routing]\nstrategy = \"weighted\"\n").unwrap();
+        let overrides = Overrides {
+            config_file: Some(toml),
+            ..Overrides::default()
+        };
+        let s = Settings::load_from(&overrides, &env(&[("ABRIDGE_BREAKER_THRESHOLD", "5")]))
+            .unwrap();
+        let routing = s.routing_with(&file);
+        assert_eq!(routing.strategy, Strategy::Weighted, "abridge.toml wins");
+        assert_eq!(
+            routing.failure_threshold, 5,
+            "the environment wins, even when it repeats the default"
+        );
+        assert_eq!(routing.recovery_timeout, Duration::from_secs(7));
+        assert!(!routing.breaker_enabled);
+        assert_eq!(s.routing_with(&FileRouting::default()), s.routing);
+    }
+
+    #[test]
+    fn key_quarantine_settings_are_checked() {
+        let err = load(&[("ABRIDGE_KEY_QUARANTINE_THRESHOLD", "0")]).unwrap_err();
+        assert!(err.0.contains("ABRIDGE_KEY_QUARANTINE_THRESHOLD"), "{}", err.0);
+        let err = load(&[
+            ("ABRIDGE_KEY_QUARANTINE", "10m"),
+            ("ABRIDGE_KEY_QUARANTINE_MAX", "1m"),
+        ])
+        .unwrap_err();
+        assert!(err.0.contains("ABRIDGE_KEY_QUARANTINE_MAX"), "{}", err.0);
+        let s = load(&[]).unwrap();
+        assert_eq!(
+            (
+                s.routing.key_quarantine_threshold,
+                s.routing.key_quarantine,
+                s.routing.key_quarantine_max
+            ),
+            (3, Duration::from_secs(30), Duration::from_secs(1800))
+        );
     }
 
     #[test]

@@ -63,6 +63,12 @@ pub async fn run(overrides: Overrides, command: Command) -> anyhow::Result<ExitC
             for warning in &loaded.warnings {
                 eprintln!("warning: {warning}");
             }
+            if loaded.routing != crate::config::FileRouting::default() {
+                eprintln!(
+                    "warning: {}: fallback_strategy and circuit_breaker are not imported; set routing.* in abridge.toml (or ABRIDGE_STRATEGY, ABRIDGE_BREAKER_*) or use the file as ABRIDGE_PROVIDERS",
+                    file.display()
+                );
+            }
             let specs = loaded.providers;
             for spec in &specs {
                 store.upsert_provider(spec, &secrets.sealer).await?;

@@ -128,10 +128,6 @@ impl KeyRing {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
     /// The next usable key not in `tried`, round-robin.
     pub fn pick(&self, tried: &[usize]) -> Option<(usize, &Secret)> {
         let n = self.slots.len();

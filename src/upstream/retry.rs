@@ -215,7 +215,7 @@ pub fn delay(wait: Wait, base: Duration) -> Duration {
 
 /// The delay before retry `attempt` (1 = the first): full jitter between
 /// half and all of `base · 2^attempt`.
-pub fn backoff(base: Duration, attempt: u32) -> Duration {
+fn backoff(base: Duration, attempt: u32) -> Duration {
     let cap = base.saturating_mul(1u32 << attempt.min(10));
     let millis = cap.as_millis().max(1) as u64;
     Duration::from_millis(rand::thread_rng().gen_range(millis / 2..=millis))
