@@ -155,8 +155,27 @@ pub fn opening(data: &str) -> Result<Opening, UpstreamInvalid> {
     if data == "[DONE]" {
         return Err(UpstreamInvalid::NoChoices);
     }
-    let chunk: ChatChunk = super::from_openai::parse_json(data.as_bytes())?;
-    chunk_opening(&chunk)
+    /// Only what the check needs, read without allocating.
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(default)]
+        choices: Option<Vec<serde::de::IgnoredAny>>,
+        #[serde(default)]
+        error: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        prompt_filter_results: Option<serde::de::IgnoredAny>,
+    }
+    let head: Head = super::from_openai::parse_json(data.as_bytes())?;
+    if head.error.is_some() {
+        // Rare: parse again for the message.
+        let chunk: ChatChunk = super::from_openai::parse_json(data.as_bytes())?;
+        return chunk_opening(&chunk);
+    }
+    match (head.choices.is_some_and(|c| !c.is_empty()), head.prompt_filter_results) {
+        (true, _) => Ok(Opening::Ready),
+        (false, Some(_)) => Ok(Opening::NeedMore),
+        (false, None) => Err(UpstreamInvalid::NoChoices),
+    }
 }
 
 fn chunk_opening(chunk: &ChatChunk) -> Result<Opening, UpstreamInvalid> {

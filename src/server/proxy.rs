@@ -176,11 +176,15 @@ async fn messages(
         model: &request.model,
         stop_sequences,
     };
-    // A whole answer is checked (and converted, or parsed) before dispatch
-    // takes it; the last one checked is the one returned.
-    let mut checked = Checked::None;
+    // A whole answer is checked (converted, or parsed) before dispatch takes
+    // it; what the check made of the answer dispatch returns is kept here.
+    let mut converted: Option<anthropic::MessagesResponse> = None;
+    let mut parsed: Option<serde_json::Value> = None;
     let mut accept = |candidate: &Candidate, bytes: &Bytes| {
-        checked = Checked::of(candidate.upstream.spec.api_format, bytes, &ctx)?;
+        match candidate.upstream.spec.api_format {
+            ApiFormat::Openai => converted = Some(protocol::from_openai(bytes, &ctx)?),
+            ApiFormat::Anthropic => parsed = Some(passthrough_json(bytes)?),
+        }
         Ok(())
     };
     let answer = match dispatch::dispatch(
@@ -211,74 +215,52 @@ async fn messages(
         .router
         .remember(conversation, &answer.candidate.upstream.spec.name);
     let max_stream = state.settings.http.max_stream_bytes;
-    match (answer.candidate.upstream.spec.api_format, checked) {
-        (ApiFormat::Anthropic, checked) => {
+    match answer.candidate.upstream.spec.api_format {
+        ApiFormat::Anthropic => {
             let recorder = relay::Recorder {
                 book: state.signatures.clone(),
                 family: answer.candidate.upstream.family.clone(),
             };
-            let parsed = match checked {
-                Checked::Passthrough(value) => Some(value),
-                _ => None,
-            };
             relay::passthrough(answer, guard, Some(recorder), parsed, max_stream)
         }
-        (ApiFormat::Openai, checked) => {
+        ApiFormat::Openai => {
             let timing = relay::StreamTiming {
                 ping: state.settings.server.ping_interval,
                 idle: answer.candidate.upstream.spec.timeout,
             };
-            convert_answer(answer, guard, &request, checked, timing, max_stream)
+            convert_answer(answer, guard, &request, converted, timing, max_stream)
         }
     }
 }
 
-/// A whole 2xx answer after dispatch's check.
-enum Checked {
-    None,
-    /// An OpenAI-format answer, converted.
-    Converted(Box<anthropic::MessagesResponse>),
-    /// An Anthropic-format answer, parsed (for usage and signatures).
-    Passthrough(serde_json::Value),
-}
-
-impl Checked {
-    fn of(
-        format: ApiFormat,
-        bytes: &[u8],
-        ctx: &protocol::from_openai::ResponseContext,
-    ) -> Result<Self, protocol::UpstreamInvalid> {
-        match format {
-            ApiFormat::Openai => {
-                protocol::from_openai(bytes, ctx).map(|r| Checked::Converted(Box::new(r)))
-            }
-            ApiFormat::Anthropic => match serde_json::from_slice(bytes) {
-                Ok(value @ serde_json::Value::Object(_)) => Ok(Checked::Passthrough(value)),
-                Ok(_) => Err(protocol::UpstreamInvalid::NotJson(
-                    "expected a JSON object".into(),
-                )),
-                Err(e) => Err(protocol::UpstreamInvalid::NotJson(e.to_string())),
-            },
-        }
+/// A whole Anthropic-format answer must at least be a JSON object.
+fn passthrough_json(bytes: &[u8]) -> Result<serde_json::Value, protocol::UpstreamInvalid> {
+    match serde_json::from_slice(bytes) {
+        Ok(value @ serde_json::Value::Object(_)) => Ok(value),
+        Ok(_) => Err(protocol::UpstreamInvalid::NotJson(
+            "expected a JSON object".into(),
+        )),
+        Err(e) => Err(protocol::UpstreamInvalid::NotJson(e.to_string())),
     }
 }
 
-/// Turns an OpenAI-format 2xx answer into the Anthropic one.
+/// Turns an OpenAI-format 2xx answer into the Anthropic one (`converted`:
+/// the whole answer, as dispatch's check converted it).
 fn convert_answer(
     answer: Dispatched,
     mut guard: LogGuard,
     request: &anthropic::MessagesRequest,
-    checked: Checked,
+    converted: Option<anthropic::MessagesResponse>,
     timing: relay::StreamTiming,
     max_stream: u64,
 ) -> Response {
-    match (answer.body, checked) {
-        (dispatch::Body::Full(_), Checked::Converted(response)) => {
+    match (answer.body, converted) {
+        (dispatch::Body::Full(_), Some(response)) => {
             guard.usage(&response.usage);
             guard.complete();
             Json(response).into_response()
         }
-        (dispatch::Body::Full(_), _) => fail(
+        (dispatch::Body::Full(_), None) => fail(
             guard,
             Error::Internal(anyhow::anyhow!("an accepted answer was not converted")),
             "internal",

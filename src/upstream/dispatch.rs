@@ -42,6 +42,7 @@ use super::request::Outgoing;
 use super::retry::{self, Health, KeyVerdict, Next, Outcome, Position};
 use super::router::Candidate;
 use super::sse::SseParser;
+use crate::config::Secret;
 use crate::protocol::UpstreamInvalid;
 use crate::protocol::stream::{self as openai_stream, Opening};
 
@@ -190,11 +191,12 @@ pub async fn dispatch(
         let Some(pass) = upstream.breaker.try_acquire() else {
             continue;
         };
-        if !upstream.keys.has_usable(&[]) {
+        let key = upstream.keys.pick(&[]);
+        if key.is_none() && upstream.keys.has_keys() {
             continue;
         }
-        let is_last = !candidates[i + 1..].iter().any(usable);
-        match run.candidate(candidate, pass, is_last, accept).await? {
+        let rest = &candidates[i + 1..];
+        match run.candidate(candidate, pass, key, rest, accept).await? {
             Step::Done(result) => return result,
             Step::MovedOn(result) => {
                 last = Some(result);
@@ -211,8 +213,9 @@ pub async fn dispatch(
         .min_by_key(|c| usable_at(c))
         .ok_or_else(|| DispatchError::Build("no provider can serve this request".into()))?;
     tracing::debug!(provider = %best.upstream.spec.name, "no usable candidate; sending to the one usable soonest");
+    let key = best.upstream.keys.soonest(&[]);
     match run
-        .candidate(best, best.upstream.breaker.force(), true, accept)
+        .candidate(best, best.upstream.breaker.force(), key, &[], accept)
         .await?
     {
         Step::Done(result) | Step::MovedOn(result) => result,
@@ -245,11 +248,13 @@ impl Run<'_, '_> {
     /// Attempts on one candidate until [`retry::decide`] returns or moves on.
     /// `Err` only when the whole request must end (no connection permit, or
     /// the request cannot be built).
-    async fn candidate(
+    /// `key` is the first key to use; `rest` the candidates after this one.
+    async fn candidate<'c>(
         &self,
-        candidate: &Candidate,
+        candidate: &'c Candidate,
         mut pass: Pass<'_>,
-        is_last: bool,
+        mut key: Option<(usize, &'c Secret)>,
+        rest: &[Candidate],
         accept: &mut Accept<'_>,
     ) -> Result<Step, DispatchError> {
         let upstream = &candidate.upstream;
@@ -261,7 +266,6 @@ impl Run<'_, '_> {
         let mut switched_key = false;
         let mut health = Health::Unknown;
         loop {
-            let key = keys.pick(&tried).or_else(|| keys.soonest(&tried));
             let request = self
                 .outgoing
                 .build(self.http.inner(), candidate, key.map(|(_, s)| s))
@@ -286,7 +290,8 @@ impl Run<'_, '_> {
                     max_retries: spec.max_retries,
                     another_key,
                     switched_key,
-                    last: is_last,
+                    // Only a failure asks (it costs a lock or two per candidate).
+                    last: outcome == Outcome::Accepted || !rest.iter().any(usable),
                 },
             );
             if let Some((index, _)) = key {
@@ -310,10 +315,12 @@ impl Run<'_, '_> {
             match decision.next {
                 Next::NextKey => {
                     switched_key |= outcome == Outcome::CredentialsRefused;
+                    key = keys.pick(&tried).or_else(|| keys.soonest(&tried));
                 }
                 Next::Retry(wait) => {
                     retries += 1;
                     tokio::time::sleep(retry::delay(wait, self.backoff)).await;
+                    key = keys.pick(&tried).or_else(|| keys.soonest(&tried));
                 }
                 Next::Return | Next::NextCandidate => {
                     match health {

@@ -128,6 +128,12 @@ impl KeyRing {
         }
     }
 
+    /// Whether the provider has keys at all (without, requests go out
+    /// unauthenticated).
+    pub fn has_keys(&self) -> bool {
+        !self.slots.is_empty()
+    }
+
     /// The next usable key not in `tried`, round-robin.
     pub fn pick(&self, tried: &[usize]) -> Option<(usize, &Secret)> {
         let n = self.slots.len();
