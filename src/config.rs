@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-
 /// A configuration error: the process exits with status 2 on it.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -1004,8 +1003,8 @@ mod tests {
             config_file: Some(toml),
             ..Overrides::default()
         };
-        let s = Settings::load_from(&overrides, &env(&[("ABRIDGE_BREAKER_THRESHOLD", "5")]))
-            .unwrap();
+        let s =
+            Settings::load_from(&overrides, &env(&[("ABRIDGE_BREAKER_THRESHOLD", "5")])).unwrap();
         let routing = s.routing_with(&file);
         assert_eq!(routing.strategy, Strategy::Weighted, "abridge.toml wins");
         assert_eq!(
@@ -1020,7 +1019,11 @@ mod tests {
     #[test]
     fn key_quarantine_settings_are_checked() {
         let err = load(&[("ABRIDGE_KEY_QUARANTINE_THRESHOLD", "0")]).unwrap_err();
-        assert!(err.0.contains("ABRIDGE_KEY_QUARANTINE_THRESHOLD"), "{}", err.0);
+        assert!(
+            err.0.contains("ABRIDGE_KEY_QUARANTINE_THRESHOLD"),
+            "{}",
+            err.0
+        );
         let err = load(&[
             ("ABRIDGE_KEY_QUARANTINE", "10m"),
             ("ABRIDGE_KEY_QUARANTINE_MAX", "1m"),

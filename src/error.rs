@@ -245,7 +245,10 @@ mod tests {
             message: "busy".into(),
             retry_after: std::time::Duration::from_millis(2500),
         };
-        assert_eq!((err.status().as_u16(), err.kind()), (529, "overloaded_error"));
+        assert_eq!(
+            (err.status().as_u16(), err.kind()),
+            (529, "overloaded_error")
+        );
         let response = err.into_response();
         assert_eq!(response.headers()["retry-after"], "3");
         assert_eq!(response.headers()["x-abridge-error-source"], "gateway");

@@ -171,7 +171,10 @@ pub fn opening(data: &str) -> Result<Opening, UpstreamInvalid> {
         let chunk: ChatChunk = super::from_openai::parse_json(data.as_bytes())?;
         return chunk_opening(&chunk);
     }
-    match (head.choices.is_some_and(|c| !c.is_empty()), head.prompt_filter_results) {
+    match (
+        head.choices.is_some_and(|c| !c.is_empty()),
+        head.prompt_filter_results,
+    ) {
         (true, _) => Ok(Opening::Ready),
         (false, Some(_)) => Ok(Opening::NeedMore),
         (false, None) => Err(UpstreamInvalid::NoChoices),

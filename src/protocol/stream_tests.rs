@@ -548,14 +548,24 @@ proptest! {
 #[test]
 fn a_stream_without_an_answer_is_an_error_not_an_empty_message() {
     let mut conv = StreamConverter::new(ctx());
-    assert_eq!(conv.push(&usage_only(5, 0)), Err(UpstreamInvalid::NoChoices));
+    assert_eq!(
+        conv.push(&usage_only(5, 0)),
+        Err(UpstreamInvalid::NoChoices)
+    );
     let mut conv = StreamConverter::new(ctx());
     assert_eq!(conv.push(&done()), Err(UpstreamInvalid::NoChoices));
     let mut conv = StreamConverter::new(ctx());
     let azure = json!({"choices": [], "prompt_filter_results": [{"prompt_index": 0}]});
-    assert_eq!(conv.push(&azure.to_string()), Ok(vec![]), "skipped, not started");
+    assert_eq!(
+        conv.push(&azure.to_string()),
+        Ok(vec![]),
+        "skipped, not started"
+    );
     assert_eq!(conv.push(&text("hi")).map(|e| e.is_empty()), Ok(false));
-    assert!(conv.push(&usage_only(5, 1)).is_ok(), "usage after content is normal");
+    assert!(
+        conv.push(&usage_only(5, 1)).is_ok(),
+        "usage after content is normal"
+    );
 }
 
 #[test]

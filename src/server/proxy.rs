@@ -315,7 +315,10 @@ fn answer_error(answer: &Dispatched) -> Option<(Error, &'static str)> {
             "content_refused",
         )),
         _ if answer.candidate.upstream.spec.api_format == ApiFormat::Anthropic => None,
-        _ => Some((upstream_error(status, &answer.headers, message()), "upstream_error")),
+        _ => Some((
+            upstream_error(status, &answer.headers, message()),
+            "upstream_error",
+        )),
     }
 }
 

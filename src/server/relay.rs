@@ -262,10 +262,7 @@ fn observe(
                 if s.relayed > limits.bytes && !s.stopped {
                     Some((
                         "response_too_large",
-                        format!(
-                            "the provider's answer exceeded {} bytes",
-                            limits.bytes
-                        ),
+                        format!("the provider's answer exceeded {} bytes", limits.bytes),
                     ))
                 } else {
                     for frame in s.parser.push(&bytes).unwrap_or_default() {

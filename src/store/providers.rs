@@ -234,7 +234,10 @@ mod tests {
         let (store, _dir) = testing::store().await;
         let sealer = Sealer::for_testing();
         store.upsert_provider(&spec("p"), &sealer).await.unwrap();
-        store.upsert_provider(&every_field(), &sealer).await.unwrap();
+        store
+            .upsert_provider(&every_field(), &sealer)
+            .await
+            .unwrap();
         let listed = store.list_providers(&sealer).await.unwrap();
         assert_eq!(listed.len(), 2);
         assert_eq!(listed[0].api_keys[1].expose(), "sk-2");
@@ -244,7 +247,9 @@ mod tests {
                 let mut stmt = c.prepare(
                     "SELECT api_keys_sealed, custom_headers, custom_headers_sealed FROM providers",
                 )?;
-                let text = |b: Option<Vec<u8>>| String::from_utf8_lossy(&b.unwrap_or_default()).into_owned();
+                let text = |b: Option<Vec<u8>>| {
+                    String::from_utf8_lossy(&b.unwrap_or_default()).into_owned()
+                };
                 let rows = stmt.query_map([], |r| {
                     let headers: String = r.get(1)?;
                     Ok(format!("{} {headers} {}", text(r.get(0)?), text(r.get(2)?)))

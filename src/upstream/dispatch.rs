@@ -361,24 +361,23 @@ impl Run<'_, '_> {
         };
         let unavailable = Outcome::Unavailable { retry_after: None };
         let broken = |error: DispatchError| Ok((Outcome::Broken, Err(error)));
-        let mut sent = match tokio::time::timeout_at(deadline, self.http.send_with(permit, request))
-            .await
-        {
-            Err(_) => return Ok((unavailable, Err(timeout()))),
-            Ok(Err(e)) => {
-                let message = if e.is_timeout() {
-                    "timed out".into()
-                } else {
-                    error_chain(&e)
-                };
-                let error = DispatchError::Connect {
-                    provider: provider(),
-                    message,
-                };
-                return Ok((unavailable, Err(error)));
-            }
-            Ok(Ok(sent)) => sent,
-        };
+        let mut sent =
+            match tokio::time::timeout_at(deadline, self.http.send_with(permit, request)).await {
+                Err(_) => return Ok((unavailable, Err(timeout()))),
+                Ok(Err(e)) => {
+                    let message = if e.is_timeout() {
+                        "timed out".into()
+                    } else {
+                        error_chain(&e)
+                    };
+                    let error = DispatchError::Connect {
+                        provider: provider(),
+                        message,
+                    };
+                    return Ok((unavailable, Err(error)));
+                }
+                Ok(Ok(sent)) => sent,
+            };
         let ttfb = started.elapsed();
         let status = sent.response.status().as_u16();
         // Moved out, not cloned: reading the body never needs them.
@@ -495,10 +494,7 @@ async fn read_body(
     deadline: Instant,
     limit: usize,
 ) -> Result<Bytes, ReadFailure> {
-    if response
-        .content_length()
-        .is_some_and(|n| n > limit as u64)
-    {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
         return Err(ReadFailure::TooLarge(limit));
     }
     let mut first: Option<Bytes> = None;
@@ -553,7 +549,9 @@ async fn open_stream(
         let chunk = match tokio::time::timeout_at(deadline, response.chunk()).await {
             Err(_) => return Opened::Failed(ReadFailure::TimedOut),
             Ok(Err(e)) => return Opened::Failed(ReadFailure::Broken(error_chain(&e))),
-            Ok(Ok(None)) => return Opened::Failed(ReadFailure::Invalid(UpstreamInvalid::Truncated)),
+            Ok(Ok(None)) => {
+                return Opened::Failed(ReadFailure::Invalid(UpstreamInvalid::Truncated));
+            }
             Ok(Ok(Some(chunk))) => chunk,
         };
         let frames = match parser.push(&chunk) {
@@ -590,8 +588,8 @@ async fn open_stream(
 
 /// The first event of an Anthropic-format stream: JSON, and not `error`.
 fn anthropic_opening(data: &str) -> Result<Opening, UpstreamInvalid> {
-    let value: serde_json::Value = serde_json::from_str(data)
-        .map_err(|e| UpstreamInvalid::NotJson(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(data).map_err(|e| UpstreamInvalid::NotJson(e.to_string()))?;
     if value.get("type").and_then(serde_json::Value::as_str) == Some("error") {
         let message = value
             .pointer("/error/message")

@@ -153,7 +153,8 @@ impl KeyRing {
     pub fn has_usable(&self, tried: &[usize]) -> bool {
         let now = Instant::now();
         self.slots.is_empty()
-            || (0..self.slots.len()).any(|i| !tried.contains(&i) && self.slots[i].lock().usable(now))
+            || (0..self.slots.len())
+                .any(|i| !tried.contains(&i) && self.slots[i].lock().usable(now))
     }
 
     /// The key not in `tried` that is usable soonest, for a request sent
@@ -327,7 +328,10 @@ mod tests {
         for request in 1..=3 {
             r.refused(0, request);
         }
-        assert_eq!(r.usable_at(), Some(Instant::now() + Duration::from_secs(10)));
+        assert_eq!(
+            r.usable_at(),
+            Some(Instant::now() + Duration::from_secs(10))
+        );
         assert!(r.pick(&[]).is_none());
         tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(r.pick(&[]).unwrap().0, 0, "on probation: tried again");

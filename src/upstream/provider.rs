@@ -175,7 +175,10 @@ impl ProviderSpec {
             ));
         }
         if self.timeout.is_zero() {
-            return Err(format!("provider {}: timeout must be longer than 0s", self.name));
+            return Err(format!(
+                "provider {}: timeout must be longer than 0s",
+                self.name
+            ));
         }
         if self.first_byte_timeout.is_some_and(|t| t.is_zero()) {
             return Err(format!(

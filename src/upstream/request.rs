@@ -176,7 +176,11 @@ mod tests {
         }))
         .unwrap();
         Candidate {
-            upstream: Arc::new(Upstream::new(spec, Source::File, &RoutingSettings::default())),
+            upstream: Arc::new(Upstream::new(
+                spec,
+                Source::File,
+                &RoutingSettings::default(),
+            )),
             model: "up-model".into(),
         }
     }
@@ -217,7 +221,8 @@ mod tests {
 
     #[test]
     fn openai_format_is_converted_with_a_bearer_key() {
-        let raw = br#"{"model":"opus","max_tokens":9000,"messages":[{"role":"user","content":"x"}]}"#;
+        let raw =
+            br#"{"model":"opus","max_tokens":9000,"messages":[{"role":"user","content":"x"}]}"#;
         let typed = protocol::parse_messages_request(raw).unwrap();
         let headers = HeaderMap::new();
         let book = SignatureBook::default();

@@ -452,7 +452,10 @@ mod tests {
             vec![(spec("a", 1), Source::Store)],
             RoutingSettings::default(),
         );
-        assert!(Arc::ptr_eq(&first, &a()), "unchanged: same breaker and keys");
+        assert!(
+            Arc::ptr_eq(&first, &a()),
+            "unchanged: same breaker and keys"
+        );
         // Every field counts, not only those that serialize.
         let mut changed = spec("a", 1);
         changed.first_byte_timeout = Some(Duration::from_secs(3));
@@ -461,7 +464,10 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &second));
         let mut changed = spec("a", 1);
         changed.first_byte_timeout = Some(Duration::from_secs(3));
-        r.replace(vec![(changed.clone(), Source::File)], RoutingSettings::default());
+        r.replace(
+            vec![(changed.clone(), Source::File)],
+            RoutingSettings::default(),
+        );
         assert!(!Arc::ptr_eq(&second, &a()), "the source counts too");
         let third = a();
         let strict = RoutingSettings {
@@ -483,7 +489,10 @@ mod tests {
         };
         let mut heavy = spec("b", 2);
         heavy.weight = 1_000_000;
-        r.replace(vec![(heavy, Source::File), (spec("a", 1), Source::Store)], weighted);
+        r.replace(
+            vec![(heavy, Source::File), (spec("a", 1), Source::Store)],
+            weighted,
+        );
         let firsts = (0..20)
             .filter(|_| r.candidates("opus", None).unwrap()[0].upstream.spec.name == "b")
             .count();

@@ -37,8 +37,17 @@ async fn one_key_answering_401_then_429_then_200_is_reached_every_time() {
     .await;
     let app = TestApp::spawn(&providers_toml(&[("p", "openai", &mock.url(), 1)])).await;
 
-    let r = app.post("/v1/messages").json(&hello("opus")).send().await.unwrap();
-    assert_eq!(r.status(), 502, "never a 401: that would log Claude Code out");
+    let r = app
+        .post("/v1/messages")
+        .json(&hello("opus"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        502,
+        "never a 401: that would log Claude Code out"
+    );
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["type"], "api_error");
     let message = body["error"]["message"].as_str().unwrap();
@@ -47,14 +56,22 @@ async fn one_key_answering_401_then_429_then_200_is_reached_every_time() {
         "{message}"
     );
 
-    let r = app.post("/v1/messages").json(&hello("opus")).send().await.unwrap();
+    let r = app
+        .post("/v1/messages")
+        .json(&hello("opus"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "7");
     assert_eq!(r.headers()["anthropic-ratelimit-requests-remaining"], "0");
     assert_eq!(r.headers()["x-abridge-error-source"], "upstream");
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(
-        (body["error"]["type"].as_str(), body["error"]["message"].as_str()),
+        (
+            body["error"]["type"].as_str(),
+            body["error"]["message"].as_str()
+        ),
         (Some("rate_limit_error"), Some("slow down"))
     );
 
@@ -64,7 +81,11 @@ async fn one_key_answering_401_then_429_then_200_is_reached_every_time() {
         (200, Some("fine now")),
         "the key still cools down, but it is the only one: the request goes anyway"
     );
-    assert_eq!(mock.received().len(), 3, "every request reached the upstream");
+    assert_eq!(
+        mock.received().len(),
+        3,
+        "every request reached the upstream"
+    );
     let state = app.stop().await;
     let kinds: Vec<Option<String>> = state
         .store
@@ -74,13 +95,17 @@ async fn one_key_answering_401_then_429_then_200_is_reached_every_time() {
         .into_iter()
         .map(|l| l.error_kind.map(|k| k.into_owned()))
         .collect();
-    assert!(kinds.contains(&Some("credentials_refused".into())), "{kinds:?}");
+    assert!(
+        kinds.contains(&Some("credentials_refused".into())),
+        "{kinds:?}"
+    );
     assert!(kinds.contains(&Some("upstream_error".into())), "{kinds:?}");
 }
 
 #[tokio::test]
 async fn passthrough_credentials_refused_is_502_and_other_errors_pass_unchanged() {
-    let refused = r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#;
+    let refused =
+        r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#;
     let limited = r#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of requests has exceeded your rate limit"}}"#;
     let mock = MockUpstream::start(move |_, n| {
         let json = ("content-type", "application/json".to_string());
@@ -97,7 +122,12 @@ async fn passthrough_credentials_refused_is_502_and_other_errors_pass_unchanged(
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("provider a") && message.contains("invalid x-api-key"));
 
-    let r = app.post("/v1/messages").json(&hello("opus")).send().await.unwrap();
+    let r = app
+        .post("/v1/messages")
+        .json(&hello("opus"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "9");
     assert_eq!(r.text().await.unwrap(), limited, "byte for byte");
@@ -164,8 +194,16 @@ async fn waiting_for_a_connection_is_bounded_and_answered_with_our_own_529() {
         .await
         .expect("the first request reaches the mock");
     let started = std::time::Instant::now();
-    let r = app.post("/v1/messages").json(&hello("opus")).send().await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(2), "the wait is bounded");
+    let r = app
+        .post("/v1/messages")
+        .json(&hello("opus"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the wait is bounded"
+    );
     assert_eq!(r.status(), 529);
     assert_eq!(r.headers()["retry-after"], "1");
     assert_eq!(r.headers()["x-abridge-error-source"], "gateway");
@@ -210,17 +248,23 @@ async fn redirects_are_upstream_errors_and_never_followed() {
     let app = TestApp::spawn(&providers_toml(&[("p", "openai", &mock.url(), 1)])).await;
     let (status, body) = app.messages(hello("opus")).await;
     assert_eq!(status, 502, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("redirect"));
-    assert!(target.received().is_empty(), "the redirect was not followed");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("redirect")
+    );
+    assert!(
+        target.received().is_empty(),
+        "the redirect was not followed"
+    );
     assert_eq!(mock.received().len(), 1, "a redirect is not retried");
 }
 
 #[tokio::test]
 async fn oversized_answers_end_as_errors() {
     let big = "x".repeat(5000);
-    let chunk = |text: &str| {
-        json!({"id": "c", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]})
-    };
+    let chunk = |text: &str| json!({"id": "c", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]});
     // Apart in time, so the first read (the stream's opening) is small.
     let chunks: Vec<(Duration, String)> = (0..10)
         .map(|_| {

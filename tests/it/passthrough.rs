@@ -293,7 +293,9 @@ async fn a_passthrough_stream_opening_with_an_error_event_fails_over() {
     assert_eq!(good.received().len(), 1, "the failed opening moved on to b");
     let state = app.stop().await;
     assert_eq!(
-        state.store.recent_logs(1).await.unwrap()[0].provider.as_deref(),
+        state.store.recent_logs(1).await.unwrap()[0]
+            .provider
+            .as_deref(),
         Some("b")
     );
 }

@@ -162,7 +162,10 @@ async fn a_refused_key_is_quarantined_after_three_requests_and_comes_back() {
         "three requests refused on it quarantine it"
     );
     let keys = &provider_ready(&app, "p").await["keys"];
-    assert_eq!((keys["total"].as_u64(), keys["quarantined"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (keys["total"].as_u64(), keys["quarantined"].as_u64()),
+        (Some(2), Some(1))
+    );
 
     accepts_bad.store(true, std::sync::atomic::Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(400)).await;

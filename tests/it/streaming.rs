@@ -261,7 +261,12 @@ async fn a_client_leaving_a_stream_cancels_the_upstream_stream() {
 async fn stream_with_fallback(
     broken: Reply,
     good: Option<Vec<(Duration, String)>>,
-) -> (reqwest::Response, TestApp, MockUpstream, Option<MockUpstream>) {
+) -> (
+    reqwest::Response,
+    TestApp,
+    MockUpstream,
+    Option<MockUpstream>,
+) {
     let mock = MockUpstream::start(move |_, _| broken.clone()).await;
     let good = match good {
         Some(chunks) => Some(MockUpstream::start(move |_, _| Reply::Chunks(chunks.clone())).await),
@@ -310,8 +315,16 @@ fn broken_openings() -> Vec<(&'static str, Reply, &'static str)> {
             ))),
             "upstream_error",
         ),
-        ("ended without any data", Reply::Chunks(vec![]), "incomplete_response"),
-        ("reset before any data", Reply::ChunksThenReset(vec![]), "connect"),
+        (
+            "ended without any data",
+            Reply::Chunks(vec![]),
+            "incomplete_response",
+        ),
+        (
+            "reset before any data",
+            Reply::ChunksThenReset(vec![]),
+            "connect",
+        ),
     ]
 }
 
@@ -380,7 +393,10 @@ async fn a_stream_broken_after_its_first_event_ends_with_an_error_event() {
             "an error chunk",
             Reply::Chunks(vec![
                 started.clone(),
-                later(format!("data: {}\n\n", json!({"error": {"message": "overloaded"}}))),
+                later(format!(
+                    "data: {}\n\n",
+                    json!({"error": {"message": "overloaded"}})
+                )),
             ]),
             "upstream_error",
         ),
@@ -393,7 +409,10 @@ async fn a_stream_broken_after_its_first_event_ends_with_an_error_event() {
             "reset",
             Reply::ChunksThenReset(vec![
                 started.clone(),
-                later(format!("data: {}\n\n", chunk(json!({"content": "more"}), None))),
+                later(format!(
+                    "data: {}\n\n",
+                    chunk(json!({"content": "more"}), None)
+                )),
             ]),
             "stream_interrupted",
         ),
@@ -405,7 +424,10 @@ async fn a_stream_broken_after_its_first_event_ends_with_an_error_event() {
         let n = names(&events);
         assert_eq!(n.first(), Some(&"message_start"), "{case}");
         assert_eq!(n.last(), Some(&"error"), "{case}: {n:?}");
-        assert!(!n.contains(&"message_stop"), "{case}: never a complete answer");
+        assert!(
+            !n.contains(&"message_stop"),
+            "{case}: never a complete answer"
+        );
         assert!(!n.contains(&"message_delta"), "{case}");
         let state = app.stop().await;
         let log = &state.store.recent_logs(1).await.unwrap()[0];
@@ -425,12 +447,19 @@ async fn azure_filter_results_and_done_without_finish_reason_are_normal() {
         ),
         (
             Duration::ZERO,
-            format!("data: {}\n\n", chunk(json!({"content": "filtered ok"}), None)),
+            format!(
+                "data: {}\n\n",
+                chunk(json!({"content": "filtered ok"}), None)
+            ),
         ),
         (Duration::ZERO, "data: [DONE]\n\n".to_string()),
     ];
     let (_mock, events) = stream_through(chunks).await;
     let n = names(&events);
     assert_eq!(n.last(), Some(&"message_stop"), "{n:?}");
-    assert!(events.iter().any(|(_, d)| d["delta"]["text"] == "filtered ok"));
+    assert!(
+        events
+            .iter()
+            .any(|(_, d)| d["delta"]["text"] == "filtered ok")
+    );
 }
