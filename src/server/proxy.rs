@@ -211,9 +211,11 @@ async fn messages(
     if let Some((error, kind)) = answer_error(&answer) {
         return fail(guard, error, kind);
     }
-    state
-        .router
-        .remember(conversation, &answer.candidate.upstream.spec.name);
+    if (200..300).contains(&answer.status) {
+        state
+            .router
+            .remember(conversation, &answer.candidate.upstream.spec.name);
+    }
     let max_stream = state.settings.http.max_stream_bytes;
     match answer.candidate.upstream.spec.api_format {
         ApiFormat::Anthropic => {
