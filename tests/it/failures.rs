@@ -37,12 +37,7 @@ async fn one_key_answering_401_then_429_then_200_is_reached_every_time() {
     .await;
     let app = TestApp::spawn(&providers_toml(&[("p", "openai", &mock.url(), 1)])).await;
 
-    let r = app
-        .post("/v1/messages")
-        .json(&hello("opus"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.send(&hello("opus")).await;
     assert_eq!(
         r.status(),
         502,
@@ -56,12 +51,7 @@ async fn one_key_answering_401_then_429_then_200_is_reached_every_time() {
         "{message}"
     );
 
-    let r = app
-        .post("/v1/messages")
-        .json(&hello("opus"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.send(&hello("opus")).await;
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "7");
     assert_eq!(r.headers()["anthropic-ratelimit-requests-remaining"], "0");
@@ -122,12 +112,7 @@ async fn passthrough_credentials_refused_is_502_and_other_errors_pass_unchanged(
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("provider a") && message.contains("invalid x-api-key"));
 
-    let r = app
-        .post("/v1/messages")
-        .json(&hello("opus"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.send(&hello("opus")).await;
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "9");
     assert_eq!(r.text().await.unwrap(), limited, "byte for byte");
@@ -159,17 +144,9 @@ async fn an_open_breaker_does_not_keep_the_only_provider_from_answering() {
     let (status, _) = app.messages(hello("opus")).await;
     assert_eq!(status, 200, "sent although the breaker was open");
     assert_eq!(mock.received().len(), 3);
-    let ready: serde_json::Value = app
-        .client
-        .get(app.url("/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     assert_eq!(
-        ready["providers"][0]["breaker"], "closed",
+        app.ready_provider("p").await["breaker"],
+        "closed",
         "its success closed it"
     );
 }
@@ -194,12 +171,7 @@ async fn waiting_for_a_connection_is_bounded_and_answered_with_our_own_529() {
         .await
         .expect("the first request reaches the mock");
     let started = std::time::Instant::now();
-    let r = app
-        .post("/v1/messages")
-        .json(&hello("opus"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.send(&hello("opus")).await;
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "the wait is bounded"

@@ -324,10 +324,35 @@ impl TestApp {
             .header("x-api-key", &self.key)
     }
 
+    /// Posts `body` to `/v1/messages`.
+    pub async fn send(&self, body: &serde_json::Value) -> reqwest::Response {
+        self.post("/v1/messages").json(body).send().await.unwrap()
+    }
+
     pub async fn messages(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
-        let r = self.post("/v1/messages").json(&body).send().await.unwrap();
+        let r = self.send(&body).await;
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// A provider's entry on `/ready` (breaker and key state).
+    pub async fn ready_provider(&self, provider: &str) -> serde_json::Value {
+        let ready: serde_json::Value = self
+            .client
+            .get(self.url("/ready"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ready["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == provider)
+            .unwrap()
+            .clone()
     }
 
     /// Stops the server gracefully and waits until it has flushed its logs.

@@ -99,30 +99,10 @@ async fn breaker_opens_then_recovers_through_a_probe() {
 
 /// A provider's breaker state as `/ready` shows it.
 async fn breaker_of(app: &TestApp, provider: &str) -> String {
-    provider_ready(app, provider).await["breaker"]
+    app.ready_provider(provider).await["breaker"]
         .as_str()
         .unwrap()
         .to_string()
-}
-
-/// A provider's entry on `/ready`.
-async fn provider_ready(app: &TestApp, provider: &str) -> serde_json::Value {
-    let ready: serde_json::Value = app
-        .client
-        .get(app.url("/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    ready["providers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == provider)
-        .unwrap()
-        .clone()
 }
 
 #[tokio::test]
@@ -161,7 +141,7 @@ async fn a_refused_key_is_quarantined_after_three_requests_and_comes_back() {
         3,
         "three requests refused on it quarantine it"
     );
-    let keys = &provider_ready(&app, "p").await["keys"];
+    let keys = &app.ready_provider("p").await["keys"];
     assert_eq!(
         (keys["total"].as_u64(), keys["quarantined"].as_u64()),
         (Some(2), Some(1))
@@ -176,7 +156,7 @@ async fn a_refused_key_is_quarantined_after_three_requests_and_comes_back() {
         mock.received_with_key("bad-key") >= 5,
         "after its quarantine the key is tried again, and accepted, stays"
     );
-    let keys = &provider_ready(&app, "p").await["keys"];
+    let keys = &app.ready_provider("p").await["keys"];
     assert_eq!(keys["quarantined"].as_u64(), Some(0));
 }
 
@@ -200,7 +180,7 @@ async fn a_moderation_403_is_not_a_key_fault_and_is_not_fanned_out() {
         assert!(message.contains("flagged by our moderation"), "{message}");
         assert_eq!(mock.received().len(), n, "one upstream request per request");
     }
-    let keys = &provider_ready(&app, "p").await["keys"];
+    let keys = &app.ready_provider("p").await["keys"];
     assert_eq!(keys["quarantined"].as_u64(), Some(0));
     assert_eq!(breaker_of(&app, "p").await, "closed");
 }
