@@ -213,13 +213,22 @@ pub async fn dispatch(
         .min_by_key(|c| usable_at(c))
         .ok_or_else(|| DispatchError::Build("no provider can serve this request".into()))?;
     tracing::debug!(provider = %best.upstream.spec.name, "no usable candidate; sending to the one usable soonest");
-    let key = best.upstream.keys.soonest(&[]);
+    let keys = &best.upstream.keys;
+    let key = keys.pick(&[]).or_else(|| keys.soonest(&[]));
     match run
         .candidate(best, best.upstream.breaker.force(), key, &[], accept)
         .await?
     {
         Step::Done(result) | Step::MovedOn(result) => result,
     }
+}
+
+/// Whether `outcome` may move the request to the next candidate.
+fn moves_on(outcome: Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::RateLimited { .. } | Outcome::Unavailable { .. } | Outcome::Broken
+    )
 }
 
 /// Whether a request would be sent to `candidate` now.
@@ -245,10 +254,10 @@ struct Run<'r, 'o> {
 }
 
 impl Run<'_, '_> {
-    /// Attempts on one candidate until [`retry::decide`] returns or moves on.
-    /// `Err` only when the whole request must end (no connection permit, or
-    /// the request cannot be built).
-    /// `key` is the first key to use; `rest` the candidates after this one.
+    /// Attempts on one candidate until [`retry::decide`] returns or moves on,
+    /// starting with `key`; `rest` are the candidates after this one. `Err`
+    /// only when the whole request must end (no connection permit, or the
+    /// request cannot be built).
     async fn candidate<'c>(
         &self,
         candidate: &'c Candidate,
@@ -290,8 +299,8 @@ impl Run<'_, '_> {
                     max_retries: spec.max_retries,
                     another_key,
                     switched_key,
-                    // Only a failure asks (it costs a lock or two per candidate).
-                    last: outcome == Outcome::Accepted || !rest.iter().any(usable),
+                    // Asked only when it matters: it costs locks per candidate.
+                    last: !moves_on(outcome) || !rest.iter().any(usable),
                 },
             );
             if let Some((index, _)) = key {
