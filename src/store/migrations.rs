@@ -7,6 +7,7 @@ use super::{Result, Store, StoreError};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_request_log_endpoint.sql"),
+    include_str!("migrations/0003_provider_fields.sql"),
 ];
 
 /// The schema version this binary writes.

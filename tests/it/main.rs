@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod failures;
 mod gateway;
 mod harness;
 mod limits;
