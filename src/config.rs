@@ -8,17 +8,24 @@
 //! loader cannot drift apart. Errors name the variable or key path and the
 //! allowed values. This module reads the config file and the environment and
 //! does no other I/O.
+//!
+//! It also owns the value types shared below it: [`Secret`], durations (one
+//! parser, [`parse_duration`], for the environment, `abridge.toml` and the
+//! providers file, through the [`duration`] serde glue) and [`HttpSettings`].
+//!
+//! A providers file may carry routing keys too (the original's
+//! `fallback_strategy` and `circuit_breaker`): [`Settings::routing_with`]
+//! applies them over the built-in defaults, but a key set in `abridge.toml`
+//! or the environment wins, so the operator's deployment config is never
+//! overridden by a file carried over from the original.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-use crate::upstream::client::HttpSettings;
-use crate::upstream::client::humantime_serde_compat as hdur;
 
 /// A configuration error: the process exits with status 2 on it.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +78,11 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub sso: SsoSettings,
     pub catalog: CatalogSettings,
+    /// Keys (`routing.strategy`, ...) set in `abridge.toml`, the environment
+    /// or a flag rather than left at their defaults; a providers file may
+    /// only change the others.
+    #[serde(skip)]
+    pub explicit: BTreeSet<&'static str>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,14 +93,14 @@ pub struct ServerSettings {
     /// Largest request body accepted, in bytes (Claude Code sends several MB).
     pub max_body_bytes: usize,
     /// How long graceful shutdown waits for in-flight requests.
-    #[serde(with = "hdur")]
+    #[serde(with = "duration")]
     pub shutdown_timeout: Duration,
     /// Optional providers file (`providers.toml` or the original's `provider.json`).
     pub providers_file: Option<PathBuf>,
     /// Log filter, in `RUST_LOG` syntax.
     pub log: String,
     /// Silence on a converted stream after which a `ping` event is sent.
-    #[serde(with = "hdur")]
+    #[serde(with = "duration")]
     pub ping_interval: Duration,
     // Bounds on what one client can hold (issue 8 §5).
     /// Client connections open at once; beyond it new connections wait in
@@ -97,11 +109,11 @@ pub struct ServerSettings {
     /// Longest a request body may take to arrive once the handler starts
     /// reading it (a slow or stalled upload gets 408 and the connection is
     /// closed).
-    #[serde(with = "hdur")]
+    #[serde(with = "duration")]
     pub body_timeout: Duration,
     /// Longest a write to a client may stay blocked (the client stopped
     /// reading); then the connection is closed and its upstream released.
-    #[serde(with = "hdur")]
+    #[serde(with = "duration")]
     pub write_timeout: Duration,
     /// Whether `/ready` shows provider, key and log-writer detail to callers
     /// with a valid client API key. Anonymous callers only ever get the
@@ -127,6 +139,41 @@ impl Default for ServerSettings {
     }
 }
 
+/// The upstream connection pool and the limits on what it reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Idle connections kept per host for reuse (`HTTP_MAX_KEEPALIVE_CONNECTIONS`).
+    pub max_keepalive_connections: usize,
+    /// Connections open at once, across all hosts (`HTTP_MAX_CONNECTIONS`).
+    pub max_connections: usize,
+    /// How long an idle connection is kept (`HTTP_KEEPALIVE_EXPIRY`).
+    #[serde(with = "duration")]
+    pub keepalive_expiry: Duration,
+    /// How long a request waits for one of `max_connections` before the
+    /// client gets our own `529 overloaded_error`; never counted against a
+    /// provider.
+    #[serde(with = "duration")]
+    pub connection_wait: Duration,
+    /// Largest non-streaming upstream answer read, in bytes.
+    pub max_response_bytes: usize,
+    /// Largest streamed upstream answer relayed, in bytes, in total.
+    pub max_stream_bytes: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_keepalive_connections: 50,
+            max_connections: 200,
+            keepalive_expiry: Duration::from_secs(60),
+            connection_wait: Duration::from_secs(10),
+            max_response_bytes: 32 * 1024 * 1024,
+            max_stream_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
@@ -135,7 +182,7 @@ pub struct DatabaseSettings {
     /// Reader connections; SQLite in WAL mode has one writer besides them.
     pub pool_size: usize,
     /// How long a request waits for a free reader before failing.
-    #[serde(with = "hdur")]
+    #[serde(with = "duration")]
     pub pool_timeout: Duration,
 }
 
@@ -196,20 +243,32 @@ pub enum Strategy {
     Weighted,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoutingSettings {
     pub strategy: Strategy,
-    /// Consecutive failures that open a provider's breaker.
+    /// Requests in a row that failed on a provider before its breaker opens.
     pub failure_threshold: u32,
     /// How long an open breaker waits before one probe request.
-    #[serde(with = "hdur")]
+    #[serde(with = "duration")]
     pub recovery_timeout: Duration,
+    /// Whether breakers open at all (the original's `circuit_breaker.enabled`).
+    pub breaker_enabled: bool,
     /// First backoff delay; doubles per attempt, with jitter.
-    #[serde(with = "hdur")]
+    #[serde(with = "duration")]
     pub backoff: Duration,
     /// Keep a conversation on the provider that served it while it is healthy.
     pub sticky: bool,
+    /// Authentication failures of one key, in different requests and with
+    /// no accepted answer in between, that quarantine it.
+    pub key_quarantine_threshold: u32,
+    /// How long a key's first quarantine lasts; each further one in a row
+    /// lasts twice as long as the previous, up to `key_quarantine_max`.
+    #[serde(with = "duration")]
+    pub key_quarantine: Duration,
+    /// The longest a key stays quarantined before it is tried again.
+    #[serde(with = "duration")]
+    pub key_quarantine_max: Duration,
 }
 
 impl Default for RoutingSettings {
@@ -218,10 +277,24 @@ impl Default for RoutingSettings {
             strategy: Strategy::Priority,
             failure_threshold: 5,
             recovery_timeout: Duration::from_secs(60),
+            breaker_enabled: true,
             backoff: Duration::from_millis(200),
             sticky: false,
+            key_quarantine_threshold: 3,
+            key_quarantine: Duration::from_secs(30),
+            key_quarantine_max: Duration::from_secs(30 * 60),
         }
     }
+}
+
+/// Routing keys a providers file may set: the original's `fallback_strategy`
+/// and `circuit_breaker { failure_threshold, recovery_timeout, enabled }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileRouting {
+    pub strategy: Option<Strategy>,
+    pub failure_threshold: Option<u32>,
+    pub recovery_timeout: Option<Duration>,
+    pub breaker_enabled: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,7 +311,7 @@ pub struct CacheSettings {
     pub cache_type: CacheType,
     pub multi_level: bool,
     pub max_size: u64,
-    #[serde(with = "hdur")]
+    #[serde(with = "duration")]
     pub default_ttl: Duration,
     pub redis_max_conn: usize,
     pub redis_url: Option<Secret>,
@@ -406,14 +479,65 @@ fn parse_bool(raw: &str) -> Result<bool, String> {
     }
 }
 
-/// Durations accept `30s`, `500ms`, `2m`, or a bare number of seconds (as the original did).
+/// The one duration parser (environment, `abridge.toml`, providers file):
+/// `30s`, `500ms`, `2m`, or a bare number of seconds (`30`, `0.5`), as the
+/// original took them.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
-    if let Ok(secs) = raw.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    if let Ok(secs) = raw.parse::<f64>() {
+        return duration_from_secs(secs);
     }
     humantime::parse_duration(raw)
         .map_err(|_| format!("`{raw}` is not a duration (e.g. 30s, 500ms, 2m, or seconds)"))
+}
+
+fn duration_from_secs(secs: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("`{secs}` is not a duration (a number of seconds ≥ 0)"))
+}
+
+/// Serde glue: a duration reads as a number of seconds or a string for
+/// [`parse_duration`], and prints as `"1m 30s"`.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(secs) => super::duration_from_secs(secs),
+            Raw::Text(text) => super::parse_duration(&text),
+        }
+        .map_err(serde::de::Error::custom)
+    }
+
+    /// The same for an optional duration.
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
+    }
 }
 
 fn parse_enum<T: serde::de::DeserializeOwned>(raw: &str, allowed: &str) -> Result<T, String> {
@@ -573,6 +697,24 @@ pub const ENV_VARS: &[EnvVar] = &[
         |s, v| { s.http.keepalive_expiry = parse_duration(v)? }
     ),
     env_var!(
+        "ABRIDGE_CONNECTION_WAIT",
+        "http.connection_wait",
+        "wait for a free upstream connection before answering 529 (10s)",
+        |s, v| { s.http.connection_wait = parse_duration(v)? }
+    ),
+    env_var!(
+        "ABRIDGE_MAX_RESPONSE_BYTES",
+        "http.max_response_bytes",
+        "largest non-streaming upstream answer in bytes (33554432 = 32 MiB)",
+        |s, v| { s.http.max_response_bytes = parse_num(v)? }
+    ),
+    env_var!(
+        "ABRIDGE_MAX_STREAM_BYTES",
+        "http.max_stream_bytes",
+        "largest streamed upstream answer in bytes (268435456 = 256 MiB)",
+        |s, v| { s.http.max_stream_bytes = parse_num(v)? }
+    ),
+    env_var!(
         "ABRIDGE_STRATEGY",
         "routing.strategy",
         "candidate order: priority, random, weighted (priority)",
@@ -581,7 +723,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     env_var!(
         "ABRIDGE_BREAKER_THRESHOLD",
         "routing.failure_threshold",
-        "consecutive failures that open a breaker (5)",
+        "requests in a row failed by a provider that open its breaker (5)",
         |s, v| { s.routing.failure_threshold = parse_num(v)? }
     ),
     env_var!(
@@ -589,6 +731,12 @@ pub const ENV_VARS: &[EnvVar] = &[
         "routing.recovery_timeout",
         "open-breaker wait before a probe (60s)",
         |s, v| { s.routing.recovery_timeout = parse_duration(v)? }
+    ),
+    env_var!(
+        "ABRIDGE_BREAKER_ENABLED",
+        "routing.breaker_enabled",
+        "whether circuit breakers open at all (true)",
+        |s, v| { s.routing.breaker_enabled = parse_bool(v)? }
     ),
     env_var!(
         "ABRIDGE_BACKOFF",
@@ -601,6 +749,24 @@ pub const ENV_VARS: &[EnvVar] = &[
         "routing.sticky",
         "keep a conversation on one provider while healthy (false)",
         |s, v| { s.routing.sticky = parse_bool(v)? }
+    ),
+    env_var!(
+        "ABRIDGE_KEY_QUARANTINE_THRESHOLD",
+        "routing.key_quarantine_threshold",
+        "auth failures of a key, in different requests, that quarantine it (3)",
+        |s, v| { s.routing.key_quarantine_threshold = parse_num(v)? }
+    ),
+    env_var!(
+        "ABRIDGE_KEY_QUARANTINE",
+        "routing.key_quarantine",
+        "first quarantine of a key, doubled each time in a row (30s)",
+        |s, v| { s.routing.key_quarantine = parse_duration(v)? }
+    ),
+    env_var!(
+        "ABRIDGE_KEY_QUARANTINE_MAX",
+        "routing.key_quarantine_max",
+        "longest quarantine of a key (30m)",
+        |s, v| { s.routing.key_quarantine_max = parse_duration(v)? }
     ),
     env_var!(
         "CACHE_TYPE",
@@ -807,16 +973,20 @@ impl Settings {
             if let Some(value) = env.get(var.name) {
                 (var.apply)(&mut settings, value)
                     .map_err(|e| ConfigError(format!("{}: {e}", var.name)))?;
+                settings.explicit.insert(var.key);
             }
         }
         if let Some(db) = &overrides.database {
             settings.database.url = db.clone();
+            settings.explicit.insert("database.url");
         }
         if let Some(listen) = overrides.listen {
             settings.server.listen = listen;
+            settings.explicit.insert("server.listen");
         }
         if let Some(path) = &overrides.providers_file {
             settings.server.providers_file = Some(path.clone());
+            settings.explicit.insert("server.providers_file");
         }
         settings.validate()?;
         Ok(settings)
@@ -829,15 +999,60 @@ impl Settings {
             .map_err(|e| ConfigError(format!("config file {}: {}", path.display(), e.0)))
     }
 
-    /// Parses a config file's text; errors name the key path.
+    /// Parses a config file's text; errors name the key path. The keys the
+    /// file sets are recorded in `explicit`.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let de =
             toml::Deserializer::parse(text).map_err(|e| ConfigError(e.message().to_string()))?;
-        serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut settings: Self = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             ConfigError(format!("key `{path}`: {}", inner.message()))
-        })
+        })?;
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError(e.message().to_string()))?;
+        settings.explicit = ENV_VARS
+            .iter()
+            .map(|var| var.key)
+            .filter(|key| {
+                key.split_once('.').is_some_and(|(section, name)| {
+                    table
+                        .get(section)
+                        .and_then(toml::Value::as_table)
+                        .is_some_and(|t| t.contains_key(name))
+                })
+            })
+            .collect();
+        Ok(settings)
+    }
+
+    /// The routing settings with a providers file's routing keys applied
+    /// where neither `abridge.toml` nor the environment set them.
+    pub fn routing_with(&self, file: &FileRouting) -> RoutingSettings {
+        let mut routing = self.routing.clone();
+        let free = |key: &str| !self.explicit.contains(key);
+        if let Some(strategy) = file.strategy.filter(|_| free("routing.strategy")) {
+            routing.strategy = strategy;
+        }
+        if let Some(n) = file
+            .failure_threshold
+            .filter(|_| free("routing.failure_threshold"))
+        {
+            routing.failure_threshold = n.max(1);
+        }
+        if let Some(d) = file
+            .recovery_timeout
+            .filter(|_| free("routing.recovery_timeout"))
+        {
+            routing.recovery_timeout = d;
+        }
+        if let Some(on) = file
+            .breaker_enabled
+            .filter(|_| free("routing.breaker_enabled"))
+        {
+            routing.breaker_enabled = on;
+        }
+        routing
     }
 
     /// Checks values whose type alone does not make them valid.
@@ -877,6 +1092,27 @@ impl Settings {
         }
         if self.routing.failure_threshold == 0 {
             return fail("routing.failure_threshold", "must be at least 1, got 0");
+        }
+        if self.routing.key_quarantine_threshold == 0 {
+            return fail(
+                "routing.key_quarantine_threshold",
+                "must be at least 1, got 0",
+            );
+        }
+        if self.routing.key_quarantine.is_zero() {
+            return fail("routing.key_quarantine", "must be longer than 0s");
+        }
+        if self.routing.key_quarantine_max < self.routing.key_quarantine {
+            return fail(
+                "routing.key_quarantine_max",
+                "must be at least routing.key_quarantine",
+            );
+        }
+        if self.http.max_response_bytes < 1024 {
+            return fail("http.max_response_bytes", "must be at least 1024 bytes");
+        }
+        if self.http.max_stream_bytes < 1024 {
+            return fail("http.max_stream_bytes", "must be at least 1024 bytes");
         }
         if self.secrets.jwt_token_expire_minutes == 0 {
             return fail("secrets.jwt_token_expire_minutes", "must be at least 1");
@@ -1096,10 +1332,92 @@ mod tests {
         let s = load(&[
             ("DB_POOL_TIMEOUT", "5"),
             ("HTTP_KEEPALIVE_EXPIRY", "1500ms"),
+            ("ABRIDGE_CONNECTION_WAIT", "0.25"),
         ])
         .unwrap();
         assert_eq!(s.database.pool_timeout, Duration::from_secs(5));
         assert_eq!(s.http.keepalive_expiry, Duration::from_millis(1500));
+        assert_eq!(s.http.connection_wait, Duration::from_millis(250));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn the_file_takes_durations_as_numbers_or_strings_like_the_environment() {
+        let s = Settings::from_toml(
+            "[database]\npool_timeout = 5\n[http]\nkeepalive_expiry = \"90\"\nconnection_wait = 0.5\n[routing]\nrecovery_timeout = \"2m\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.database.pool_timeout, Duration::from_secs(5));
+        assert_eq!(s.http.keepalive_expiry, Duration::from_secs(90));
+        assert_eq!(s.http.connection_wait, Duration::from_millis(500));
+        assert_eq!(s.routing.recovery_timeout, Duration::from_secs(120));
+        let err = Settings::from_toml("[routing]\nbackoff = \"later\"\n").unwrap_err();
+        assert!(err.0.contains("routing.backoff"), "{}", err.0);
+    }
+
+    #[test]
+    fn a_providers_file_sets_only_the_routing_keys_nobody_else_set() {
+        let file = FileRouting {
+            strategy: Some(Strategy::Random),
+            failure_threshold: Some(9),
+            recovery_timeout: Some(Duration::from_secs(7)),
+            breaker_enabled: Some(false),
+        };
+        let defaults = load(&[]).unwrap().routing_with(&file);
+        assert_eq!(
+            (
+                defaults.strategy,
+                defaults.failure_threshold,
+                defaults.recovery_timeout,
+                defaults.breaker_enabled
+            ),
+            (Strategy::Random, 9, Duration::from_secs(7), false),
+            "the file beats the built-in defaults"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("abridge.toml");
+        std::fs::write(&toml, "[routing]\nstrategy = \"weighted\"\n").unwrap();
+        let overrides = Overrides {
+            config_file: Some(toml),
+            ..Overrides::default()
+        };
+        let s =
+            Settings::load_from(&overrides, &env(&[("ABRIDGE_BREAKER_THRESHOLD", "5")])).unwrap();
+        let routing = s.routing_with(&file);
+        assert_eq!(routing.strategy, Strategy::Weighted, "abridge.toml wins");
+        assert_eq!(
+            routing.failure_threshold, 5,
+            "the environment wins, even when it repeats the default"
+        );
+        assert_eq!(routing.recovery_timeout, Duration::from_secs(7));
+        assert!(!routing.breaker_enabled);
+        assert_eq!(s.routing_with(&FileRouting::default()), s.routing);
+    }
+
+    #[test]
+    fn key_quarantine_settings_are_checked() {
+        let err = load(&[("ABRIDGE_KEY_QUARANTINE_THRESHOLD", "0")]).unwrap_err();
+        assert!(
+            err.0.contains("ABRIDGE_KEY_QUARANTINE_THRESHOLD"),
+            "{}",
+            err.0
+        );
+        let err = load(&[
+            ("ABRIDGE_KEY_QUARANTINE", "10m"),
+            ("ABRIDGE_KEY_QUARANTINE_MAX", "1m"),
+        ])
+        .unwrap_err();
+        assert!(err.0.contains("ABRIDGE_KEY_QUARANTINE_MAX"), "{}", err.0);
+        let s = load(&[]).unwrap();
+        assert_eq!(
+            (
+                s.routing.key_quarantine_threshold,
+                s.routing.key_quarantine,
+                s.routing.key_quarantine_max
+            ),
+            (3, Duration::from_secs(30), Duration::from_secs(1800))
+        );
     }
 
     #[test]

@@ -48,8 +48,7 @@ pub async fn run(overrides: Overrides, command: Command) -> anyhow::Result<ExitC
     // List and test see what a server would: the store plus the providers file.
     let load = || async {
         let router = Router::new(&settings.routing, catalog.clone());
-        let file = settings.server.providers_file.as_deref();
-        sources::load_all(&router, &store, &secrets.sealer, file)
+        sources::load_all(&router, &store, &secrets.sealer, &settings)
             .await
             .map(|()| router)
     };
@@ -61,7 +60,17 @@ pub async fn run(overrides: Overrides, command: Command) -> anyhow::Result<ExitC
                 )
                 .into());
             }
-            let specs = provider::load_file(&file).map_err(UsageError)?;
+            let loaded = provider::load_file(&file).map_err(UsageError)?;
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
+            if loaded.routing != crate::config::FileRouting::default() {
+                eprintln!(
+                    "warning: {}: fallback_strategy and circuit_breaker are not imported; set routing.* in abridge.toml (or ABRIDGE_STRATEGY, ABRIDGE_BREAKER_*) or use the file as ABRIDGE_PROVIDERS",
+                    file.display()
+                );
+            }
+            let specs = loaded.providers;
             for spec in &specs {
                 store.upsert_provider(spec, &secrets.sealer).await?;
                 store

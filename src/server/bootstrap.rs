@@ -130,18 +130,13 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let http = HttpClient::new(&settings.http).context("cannot build the HTTP client")?;
     let catalog = crate::upstream::catalog::Catalog::new(&settings.catalog)?;
     let router = Router::new(&settings.routing, catalog);
-    crate::upstream::sources::load_all(
-        &router,
-        &store,
-        &secrets.sealer,
-        settings.server.providers_file.as_deref(),
-    )
-    .await?;
+    crate::upstream::sources::load_all(&router, &store, &secrets.sealer, &settings).await?;
     if let Some(path) = settings.server.providers_file.clone() {
         crate::upstream::sources::watch(
             router.clone(),
             store.clone(),
             secrets.sealer.clone(),
+            settings.clone(),
             path,
             &tracker,
             shutdown.clone(),

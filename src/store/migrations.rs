@@ -12,7 +12,8 @@ use super::{Result, Store, StoreError};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_request_log_endpoint.sql"),
-    include_str!("migrations/0003_identity.sql"),
+    include_str!("migrations/0003_provider_fields.sql"),
+    include_str!("migrations/0004_identity.sql"),
 ];
 
 /// The schema version this binary writes.

@@ -8,6 +8,7 @@
 
 mod admin;
 mod cli;
+mod failures;
 mod gateway;
 mod harness;
 mod limits;

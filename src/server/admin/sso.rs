@@ -441,12 +441,13 @@ pub async fn start(
     let sso = &state.identity.sso;
     let provider = sso.provider(&id)?;
     let (url, flow) = authorize(sso, provider).await.map_err(|refusal| {
-        ApiError(Error::BadUpstream {
+        ApiError(Error::Upstream {
             status: axum::http::StatusCode::BAD_GATEWAY,
             message: format!(
                 "sign-on provider `{id}` is unavailable ({})",
                 refusal.code()
             ),
+            headers: axum::http::HeaderMap::new(),
         })
     })?;
     let sealed = state
