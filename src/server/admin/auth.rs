@@ -45,12 +45,12 @@ pub struct LoginResponse {
 }
 
 fn invalid_login() -> ApiError {
-    ApiError(Error::Authentication("invalid email or password".into()))
+    ApiError::from(Error::Authentication("invalid email or password".into()))
 }
 
 fn too_many(wait: std::time::Duration) -> Response {
     let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-    let mut response = ApiError(Error::RateLimited(format!(
+    let mut response = ApiError::from(Error::RateLimited(format!(
         "too many failed logins; try again in {secs} s"
     )))
     .into_response();

@@ -147,7 +147,7 @@ async fn not_found(request: Request) -> ApiError {
 
 /// A known `/api` path with the wrong method: a JSON 405.
 async fn method_not_allowed(request: Request) -> Response {
-    let mut response = ApiError(Error::InvalidRequest(format!(
+    let mut response = ApiError::from(Error::InvalidRequest(format!(
         "{} is not allowed on {}",
         request.method(),
         request.uri().path()
@@ -181,27 +181,28 @@ async fn authenticate(
     next.run(request).await
 }
 
-/// An error rendered as `{"error":{"type","message"}}`.
+/// An error rendered as `{"error":{"type","message"}}`; boxed, since
+/// `Error` carries upstream headers and handlers return it often.
 #[derive(Debug)]
-pub struct ApiError(pub Error);
+pub struct ApiError(pub Box<Error>);
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        self.0.into_api_response()
+        (*self.0).into_api_response()
     }
 }
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        ApiError(e)
+        ApiError(Box::new(e))
     }
 }
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ApiError(e.into())
+        ApiError(Box::new(e.into()))
     }
 }
 
@@ -225,7 +226,7 @@ where
                 } else {
                     Error::InvalidRequest(rejection.body_text())
                 };
-                ApiError(error)
+                ApiError::from(error)
             })
     }
 }
@@ -250,7 +251,7 @@ where
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| ApiPath(value))
-            .map_err(|rejection| ApiError(Error::InvalidRequest(rejection.body_text())))
+            .map_err(|rejection| ApiError::from(Error::InvalidRequest(rejection.body_text())))
     }
 }
 
@@ -268,7 +269,7 @@ where
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(value)| ApiQuery(value))
-            .map_err(|rejection| ApiError(Error::InvalidRequest(rejection.body_text())))
+            .map_err(|rejection| ApiError::from(Error::InvalidRequest(rejection.body_text())))
     }
 }
 

@@ -57,7 +57,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         parts.extensions.get::<Session>().cloned().ok_or_else(|| {
-            ApiError(Error::Authentication(
+            ApiError::from(Error::Authentication(
                 "this route needs a session; log in at POST /api/auth/login".into(),
             ))
         })

@@ -441,7 +441,7 @@ pub async fn start(
     let sso = &state.identity.sso;
     let provider = sso.provider(&id)?;
     let (url, flow) = authorize(sso, provider).await.map_err(|refusal| {
-        ApiError(Error::Upstream {
+        ApiError::from(Error::Upstream {
             status: axum::http::StatusCode::BAD_GATEWAY,
             message: format!(
                 "sign-on provider `{id}` is unavailable ({})",
