@@ -164,29 +164,66 @@ struct Started {
     challenge: String,
 }
 
-async fn start(app: &TestApp, issuer: &Issuer) -> Started {
+/// Starts a sign-on with `provider`, checks the redirect to `authorize`,
+/// and returns the flow cookie and the authorization request's query.
+async fn begin(
+    app: &TestApp,
+    provider: &str,
+    authorize: &str,
+) -> (String, HashMap<String, String>) {
     let r = no_redirects()
-        .get(app.url("/api/auth/sso/oidc/start"))
+        .get(app.url(&format!("/api/auth/sso/{provider}/start")))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
     let location = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
-    assert!(
-        location
-            .as_str()
-            .starts_with(&format!("{}/authorize", issuer.url()))
-    );
-    let query: HashMap<String, String> = location.query_pairs().into_owned().collect();
+    assert!(location.as_str().starts_with(authorize), "{location}");
+    let set_cookie = r.headers()["set-cookie"].to_str().unwrap();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"));
+    let flow = set_cookie.split(';').next().unwrap().to_string();
+    (flow, location.query_pairs().into_owned().collect())
+}
+
+/// Comes back from `provider` with `code` and `state`; returns where the
+/// browser is sent and the session cookie, if one was set.
+async fn come_back(
+    app: &TestApp,
+    provider: &str,
+    code: &str,
+    state: &str,
+    flow: &str,
+) -> (String, Option<String>) {
+    let r = no_redirects()
+        .get(app.url(&format!(
+            "/api/auth/sso/{provider}/callback?code={code}&state={state}"
+        )))
+        .header("cookie", flow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(!location.contains("eyJ"), "no token in the URL: {location}");
+    let session = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .find(|c| c.starts_with("abridge_session=") && c.len() > "abridge_session=".len());
+    (location, session)
+}
+
+async fn start(app: &TestApp, issuer: &Issuer) -> Started {
+    let authorize = format!("{}/authorize", issuer.url());
+    let (flow_cookie, query) = begin(app, "oidc", &authorize).await;
     assert_eq!(query["client_id"], CLIENT_ID);
     assert_eq!(query["response_type"], "code");
     assert_eq!(query["code_challenge_method"], "S256");
     assert!(query["scope"].split(' ').any(|s| s == "openid"));
     assert!(query["scope"].split(' ').any(|s| s == "email"));
-    let set_cookie = r.headers()["set-cookie"].to_str().unwrap();
-    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"));
     Started {
-        flow_cookie: set_cookie.split(';').next().unwrap().to_string(),
+        flow_cookie,
         state: query["state"].clone(),
         nonce: query["nonce"].clone(),
         challenge: query["code_challenge"].clone(),
@@ -209,25 +246,7 @@ async fn finish(
         .lock()
         .unwrap()
         .insert(code.to_string(), identity);
-    let r = no_redirects()
-        .get(app.url(&format!(
-            "/api/auth/sso/oidc/callback?code={code}&state={state}"
-        )))
-        .header("cookie", &started.flow_cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
-    let location = r.headers()["location"].to_str().unwrap().to_string();
-    let session = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|c| c.starts_with("abridge_session=") && !c.starts_with("abridge_session=;"))
-        .map(|c| c.split(';').next().unwrap().to_string());
-    assert!(!location.contains("eyJ"), "no token in the URL: {location}");
-    (location, session)
+    come_back(app, "oidc", code, state, &started.flow_cookie).await
 }
 
 fn identity(started: &Started, email: &str) -> Identity {
@@ -470,49 +489,17 @@ async fn github_sign_on_uses_the_verified_primary_email() {
             "/?sso_error=email_unverified",
         ),
     ] {
-        let r = no_redirects()
-            .get(app.url("/api/auth/sso/github/start"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 303);
-        let location = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
-        assert!(
-            location
-                .as_str()
-                .starts_with(&format!("{github_url}/login/oauth/authorize"))
-        );
-        let query: HashMap<String, String> = location.query_pairs().into_owned().collect();
+        let authorize = format!("{github_url}/login/oauth/authorize");
+        let (flow, query) = begin(&app, "github", &authorize).await;
         assert_eq!(query["client_id"], "gh-client");
         assert!(query["scope"].contains("user:email"));
-        let flow = r.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
         state
             .codes
             .lock()
             .unwrap()
             .insert(code.into(), (query["code_challenge"].clone(), emails));
-        let r = no_redirects()
-            .get(app.url(&format!(
-                "/api/auth/sso/github/callback?code={code}&state={}",
-                query["state"]
-            )))
-            .header("cookie", &flow)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.headers()["location"], expected, "{code}");
-        let session = r
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
-            .find(|c| c.starts_with("abridge_session=") && c.len() > "abridge_session=".len());
+        let (location, session) = come_back(&app, "github", code, &query["state"], &flow).await;
+        assert_eq!(location, expected, "{code}");
         if expected == "/" {
             let me = me(&app, &session.unwrap()).await;
             assert_eq!(me["user"]["email"], "dev@example.com");
