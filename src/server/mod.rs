@@ -1,10 +1,12 @@
-//! The HTTP server: `AppState`, the routers (`proxy` for `/v1/*`, `probes` for
-//! `/health` and `/ready`), authentication extractors, the accept loop with
-//! its bounds on client connections (`connection`), graceful shutdown.
+//! The HTTP server: `AppState`, the routers (`proxy` for `/v1/*`, `admin` for
+//! `/api/*`, `probes` for `/health` and `/ready`), authentication
+//! extractors, the accept loop with its bounds on client connections
+//! (`connection`), graceful shutdown.
 //!
 //! [`run`] takes its listener and its shutdown future as arguments, so the
 //! binary and the tests start the server the same way.
 
+pub mod admin;
 pub mod auth;
 pub mod bootstrap;
 mod connection;
@@ -46,6 +48,9 @@ pub struct App {
     pub router: Router,
     /// Which provider family issued each thinking signature seen.
     pub signatures: SignatureBook,
+    /// Admin API identity: session keys, users' token versions, login
+    /// throttles, single sign-on.
+    pub identity: admin::Identity,
     /// Queue to the batching request-log writer.
     pub logs: LogWriter,
     /// Background tasks that must finish before exit (log writer, watchers).
@@ -85,6 +90,7 @@ pub fn router(state: AppState) -> axum::Router {
     axum::Router::new()
         .merge(probes::router())
         .merge(proxy::router(body_limit))
+        .merge(admin::router(&state))
         .fallback(proxy::not_found)
         .layer(axum::middleware::from_fn(log_internal_errors))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
@@ -151,15 +157,15 @@ pub async fn run(
                 }
             }
         };
-        let tcp = loop {
+        let (tcp, peer) = loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
                 () = &mut shutdown => break 'serve,
             };
             match accepted {
-                Ok((tcp, _)) => {
+                Ok((tcp, peer)) => {
                     backoff.succeeded();
-                    break tcp;
+                    break (tcp, peer);
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off, keep serving.
@@ -175,7 +181,12 @@ pub async fn run(
         // Small SSE writes must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
         let io = connection::WriteDeadline::new(tcp, write_timeout);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        // The peer address, for the admin API's audit log and login throttle.
+        let app = tower_http::add_extension::AddExtension::new(
+            app.clone(),
+            axum::extract::ConnectInfo(peer),
+        );
+        let service = hyper_util::service::TowerToHyperService::new(app);
         // The timer enables hyper's 30 s header-read timeout (slow clients).
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())

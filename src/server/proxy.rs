@@ -1,12 +1,21 @@
 //! `/v1/*`: the Anthropic Messages API.
 //!
 //! Handlers authenticate (`ClientKey`), validate with `protocol`, ask the
-//! router for candidates and hand them to `upstream::dispatch`. OpenAI-format
-//! answers are converted (`protocol`); Anthropic-format answers are passed
-//! through unchanged. Streams are relayed by [`super::relay`]. Every request
-//! leaves one `LogRecord`. No SQL and no conversion logic lives here.
+//! router for candidates and hand them, with an `upstream::request::Outgoing`
+//! describing the request, to `upstream::dispatch`. OpenAI-format answers
+//! are converted (`protocol`); Anthropic-format answers are passed through
+//! unchanged. Streams are relayed by [`super::relay`]. Every request leaves
+//! one `LogRecord`. No SQL and no conversion logic lives here.
+//!
+//! Upstream errors reach the client as the upstream gave them: status,
+//! message, `retry-after` and `anthropic-ratelimit-*` (passthrough: the body
+//! byte for byte; OpenAI format: in Anthropic's shape with Anthropic's type
+//! for the status). Two exceptions, because the client did nothing wrong
+//! that it could fix by logging in again: credentials refused by the
+//! upstream (401/403) become `502 api_error` naming the provider, and a 403
+//! about the request's content becomes `400 invalid_request_error`.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -26,11 +35,9 @@ use crate::store::{Endpoint, LogRecord};
 use crate::upstream::catalog;
 use crate::upstream::dispatch::{self, DispatchError, Dispatched, Mode};
 use crate::upstream::provider::ApiFormat;
-use crate::upstream::router::{Candidate, RouteError, Router};
-use crate::upstream::signatures::SignatureBook;
-
-/// Anthropic API version sent upstream when the client sends none.
-pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+use crate::upstream::request::Outgoing;
+use crate::upstream::retry::Outcome;
+use crate::upstream::router::{Candidate, RouteError, Router, shown_model};
 
 pub fn router(body_limit: usize) -> axum::Router<AppState> {
     axum::Router::new()
@@ -97,128 +104,27 @@ where
 fn route_error(e: RouteError) -> Error {
     match e {
         RouteError::UnknownModel(_) => Error::NotFound(e.to_string()),
-        RouteError::AllOpen(_) => Error::Overloaded(e.to_string()),
     }
 }
 
+/// The client's error when dispatch ended without an answer to relay.
 fn dispatch_error(e: &DispatchError) -> Error {
+    let upstream = |status: StatusCode| Error::Upstream {
+        status,
+        message: e.to_string(),
+        headers: HeaderMap::new(),
+    };
     match e {
-        DispatchError::Timeout { .. } => Error::BadUpstream {
-            status: StatusCode::GATEWAY_TIMEOUT,
+        DispatchError::Timeout { .. } => upstream(StatusCode::GATEWAY_TIMEOUT),
+        DispatchError::Busy(busy) => Error::Busy {
             message: e.to_string(),
+            retry_after: busy.waited,
         },
-        DispatchError::NoneAvailable => Error::Overloaded(e.to_string()),
         DispatchError::Build(m) => Error::InvalidRequest(m.clone()),
-        DispatchError::Connect { .. } | DispatchError::Rejected { .. } => Error::BadUpstream {
-            status: StatusCode::BAD_GATEWAY,
-            message: e.to_string(),
-        },
-    }
-}
-
-/// Everything needed to build the upstream request for any candidate.
-struct Outgoing<'a> {
-    /// The validated request; needed to convert for OpenAI-format providers.
-    typed: Option<&'a anthropic::MessagesRequest>,
-    /// The body as sent, passed on to Anthropic-format providers.
-    raw: &'a [u8],
-    /// `raw` parsed, on first use only: OpenAI-format candidates never need it.
-    parsed: std::sync::OnceLock<serde_json::Map<String, serde_json::Value>>,
-    client_headers: &'a HeaderMap,
-    /// Anthropic path: `/messages` or `/messages/count_tokens`.
-    path: &'static str,
-    stream: bool,
-    /// Signature issuers, to keep foreign signed thinking away from a provider.
-    signatures: &'a SignatureBook,
-}
-
-impl Outgoing<'_> {
-    /// Builds the upstream request for one candidate and key.
-    fn build(
-        &self,
-        http: &reqwest::Client,
-        candidate: &Candidate,
-        key: Option<&crate::config::Secret>,
-    ) -> Result<reqwest::RequestBuilder, String> {
-        let spec = &candidate.upstream.spec;
-        let mut builder = match spec.api_format {
-            ApiFormat::Openai => {
-                let target = protocol::to_openai::Target {
-                    model: &candidate.model,
-                    max_tokens_limit: spec.max_tokens_limit,
-                    stream: self.stream,
-                };
-                let request = self
-                    .typed
-                    .ok_or("this endpoint is not available on OpenAI-format providers")?;
-                let chat =
-                    protocol::to_openai::to_openai(request, &target).map_err(|e| e.to_string())?;
-                let body = serde_json::to_vec(&chat).map_err(|e| e.to_string())?;
-                let mut b = http
-                    .post(candidate.upstream.url("/chat/completions")?)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body);
-                if let Some(key) = key {
-                    b = b.bearer_auth(key.expose());
-                }
-                b
-            }
-            ApiFormat::Anthropic => {
-                let mut body = self.parsed.get_or_init(|| raw_object(self.raw)).clone();
-                if protocol::thinking::has_thinking(&body) {
-                    let family = &candidate.upstream.family;
-                    let removed = protocol::thinking::strip_unaccepted(&mut body, |sig| {
-                        self.signatures.accepts(sig, family)
-                    });
-                    if removed > 0 {
-                        tracing::debug!(provider = %spec.name, removed, "dropped thinking blocks signed elsewhere");
-                    }
-                }
-                body.insert(
-                    "model".into(),
-                    serde_json::Value::String(candidate.model.clone()),
-                );
-                let bytes = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
-                let version = self
-                    .client_headers
-                    .get("anthropic-version")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or(DEFAULT_ANTHROPIC_VERSION);
-                let mut b = http
-                    .post(candidate.upstream.url(self.path)?)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .header("anthropic-version", version)
-                    .body(bytes);
-                for value in self.client_headers.get_all("anthropic-beta") {
-                    b = b.header("anthropic-beta", value.as_bytes());
-                }
-                if let Some(key) = key
-                    && !spec
-                        .custom_headers
-                        .keys()
-                        .any(|h| h.eq_ignore_ascii_case("authorization"))
-                {
-                    b = b.header("x-api-key", key.expose());
-                }
-                b
-            }
-        };
-        for (name, value) in &spec.custom_headers {
-            let value = match key {
-                Some(key) => value.replace("${API_KEY}", key.expose()),
-                None => value.clone(),
-            };
-            builder = builder.header(name.as_str(), value);
-        }
-        Ok(builder)
-    }
-}
-
-/// The request body as a JSON object, kept whole for passthrough.
-fn raw_object(body: &[u8]) -> serde_json::Map<String, serde_json::Value> {
-    match serde_json::from_slice(body) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => serde_json::Map::new(),
+        DispatchError::Connect { .. }
+        | DispatchError::Invalid { .. }
+        | DispatchError::Redirect { .. }
+        | DispatchError::TooLarge { .. } => upstream(StatusCode::BAD_GATEWAY),
     }
 }
 
@@ -258,7 +164,7 @@ async fn messages(
         }
     };
     let stream = request.stream.unwrap_or(false);
-    guard.record_mut().alias = request.model.clone();
+    guard.record_mut().alias = shown_model(&request.model).to_owned();
     guard.record_mut().stream = stream;
     let conversation = conversation_key(&state, &request);
     let candidates = match state.router.candidates(&request.model, conversation) {
@@ -270,23 +176,37 @@ async fn messages(
     } else {
         Mode::Buffered
     };
-    let outgoing = Outgoing {
-        typed: Some(&request),
-        raw: &body,
-        parsed: Default::default(),
-        client_headers: &headers,
-        path: "/messages",
+    let outgoing = Outgoing::new(
+        Some(&request),
+        &body,
+        &headers,
+        "/messages",
         stream,
-        signatures: &state.signatures,
+        &state.signatures,
+    );
+    let stop_sequences = request.stop_sequences.as_deref().unwrap_or_default();
+    let ctx = protocol::from_openai::ResponseContext {
+        model: &request.model,
+        stop_sequences,
     };
-    let build =
-        |c: &Candidate, k: Option<&crate::config::Secret>| outgoing.build(state.http.inner(), c, k);
+    // A whole answer is checked (converted, or parsed) before dispatch takes
+    // it; what the check made of the answer dispatch returns is kept here.
+    let mut converted: Option<anthropic::MessagesResponse> = None;
+    let mut parsed: Option<serde_json::Value> = None;
+    let mut accept = |candidate: &Candidate, bytes: &Bytes| {
+        match candidate.upstream.spec.api_format {
+            ApiFormat::Openai => converted = Some(protocol::from_openai(bytes, &ctx)?),
+            ApiFormat::Anthropic => parsed = Some(passthrough_json(bytes)?),
+        }
+        Ok(())
+    };
     let answer = match dispatch::dispatch(
         &state.http,
-        candidates,
+        &candidates,
+        &outgoing,
         mode,
         state.settings.routing.backoff,
-        &build,
+        &mut accept,
     )
     .await
     {
@@ -296,93 +216,163 @@ async fn messages(
             return fail(guard, dispatch_error(&e), kind);
         }
     };
-    state
-        .router
-        .remember(conversation, &answer.candidate.upstream.spec.name);
     note_answer(&mut guard, &answer);
+    if let Some((error, kind)) = answer_error(&answer) {
+        return fail(guard, error, kind);
+    }
+    if (200..300).contains(&answer.status) {
+        state
+            .router
+            .remember(conversation, &answer.candidate.upstream.spec.name);
+    }
+    let max_stream = state.settings.http.max_stream_bytes;
     match answer.candidate.upstream.spec.api_format {
         ApiFormat::Anthropic => {
             let recorder = relay::Recorder {
                 book: state.signatures.clone(),
                 family: answer.candidate.upstream.family.clone(),
             };
-            relay::passthrough(answer, guard, Some(recorder))
+            relay::passthrough(answer, guard, Some(recorder), parsed, max_stream)
         }
         ApiFormat::Openai => {
-            convert_answer(answer, guard, &request, state.settings.server.ping_interval)
+            let timing = relay::StreamTiming {
+                ping: state.settings.server.ping_interval,
+                idle: answer.candidate.upstream.spec.timeout,
+            };
+            convert_answer(answer, guard, &request, converted, timing, max_stream)
         }
     }
 }
 
-/// Turns an OpenAI-format answer into the Anthropic one.
+/// A whole Anthropic-format answer must at least be a JSON object.
+fn passthrough_json(bytes: &[u8]) -> Result<serde_json::Value, protocol::UpstreamInvalid> {
+    match serde_json::from_slice(bytes) {
+        Ok(value @ serde_json::Value::Object(_)) => Ok(value),
+        Ok(_) => Err(protocol::UpstreamInvalid::NotJson(
+            "expected a JSON object".into(),
+        )),
+        Err(e) => Err(protocol::UpstreamInvalid::NotJson(e.to_string())),
+    }
+}
+
+/// Turns an OpenAI-format 2xx answer into the Anthropic one (`converted`:
+/// the whole answer, as dispatch's check converted it).
 fn convert_answer(
     answer: Dispatched,
     mut guard: LogGuard,
     request: &anthropic::MessagesRequest,
-    ping: Duration,
+    converted: Option<anthropic::MessagesResponse>,
+    timing: relay::StreamTiming,
+    max_stream: u64,
 ) -> Response {
-    let stop_sequences = request.stop_sequences.clone().unwrap_or_default();
-    if !(200..300).contains(&answer.status) {
-        let error = upstream_error(answer.status, &answer.body);
-        guard.fail(error.status().as_u16(), "upstream_error");
-        return error.into_response();
-    }
-    match answer.body {
-        dispatch::Body::Full(bytes) => {
-            let ctx = protocol::from_openai::ResponseContext {
-                model: &request.model,
-                stop_sequences: &stop_sequences,
-            };
-            match protocol::from_openai::from_openai(&bytes, &ctx) {
-                Ok(response) => {
-                    guard.usage(&response.usage);
-                    guard.complete();
-                    Json(response).into_response()
-                }
-                Err(e) => {
-                    let error = Error::BadUpstream {
-                        status: StatusCode::BAD_GATEWAY,
-                        message: format!("invalid answer from provider: {e}"),
-                    };
-                    guard.fail(502, "invalid_response");
-                    error.into_response()
-                }
-            }
+    match (answer.body, converted) {
+        (dispatch::Body::Full(_), Some(response)) => {
+            guard.usage(&response.usage);
+            guard.complete();
+            Json(response).into_response()
         }
-        body @ dispatch::Body::Stream { .. } => {
-            let timing = relay::StreamTiming {
-                ping,
-                idle: answer.candidate.upstream.spec.timeout,
-            };
-            relay::converted(body, guard, request.model.clone(), stop_sequences, timing)
+        (dispatch::Body::Full(_), None) => fail(
+            guard,
+            Error::Internal(anyhow::anyhow!("an accepted answer was not converted")),
+            "internal",
+        ),
+        (body @ dispatch::Body::Stream { .. }, _) => {
+            let stop_sequences = request.stop_sequences.clone().unwrap_or_default();
+            relay::converted(
+                body,
+                guard,
+                request.model.clone(),
+                stop_sequences,
+                timing,
+                max_stream,
+            )
         }
     }
 }
 
-/// Maps an OpenAI-format error answer to Anthropic's vocabulary, keeping the upstream message.
-fn upstream_error(status: u16, body: &dispatch::Body) -> Error {
-    let detail = match body {
-        dispatch::Body::Full(bytes) => serde_json::from_slice::<serde_json::Value>(bytes)
-            .ok()
-            .and_then(|v| {
-                v.pointer("/error/message")
-                    .or_else(|| v.get("message"))
-                    .or_else(|| v.get("detail"))
-                    .and_then(|m| m.as_str().map(str::to_owned))
-            })
-            .unwrap_or_else(|| format!("provider answered {status}")),
-        dispatch::Body::Stream { .. } => format!("provider answered {status}"),
+/// The client's error for an upstream error answer, with its log kind;
+/// `None` for a success, and for a passthrough error relayed unchanged.
+fn answer_error(answer: &Dispatched) -> Option<(Error, &'static str)> {
+    if (200..300).contains(&answer.status) {
+        return None;
+    }
+    let provider = &answer.candidate.upstream.spec.name;
+    let status = answer.status;
+    let message = || upstream_message(status, &answer.body);
+    let rewritten = |status: StatusCode, message: String| Error::Upstream {
+        status,
+        message,
+        headers: HeaderMap::new(),
     };
-    match status {
-        400 | 422 => Error::InvalidRequest(detail),
-        404 => Error::NotFound(detail),
-        413 => Error::RequestTooLarge(detail),
-        429 => Error::RateLimited(detail),
-        503 | 529 => Error::Overloaded(detail),
-        _ => Error::BadUpstream {
-            status: StatusCode::BAD_GATEWAY,
-            message: format!("provider error ({status}): {detail}"),
-        },
+    match answer.outcome {
+        Outcome::CredentialsRefused => Some((
+            rewritten(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "provider {provider} refused the gateway's credentials ({status}): {}",
+                    message()
+                ),
+            ),
+            "credentials_refused",
+        )),
+        Outcome::ContentRefused => Some((
+            rewritten(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "provider {provider} refused the request ({status}): {}",
+                    message()
+                ),
+            ),
+            "content_refused",
+        )),
+        _ if answer.candidate.upstream.spec.api_format == ApiFormat::Anthropic => None,
+        _ => Some((
+            upstream_error(status, &answer.headers, message()),
+            "upstream_error",
+        )),
+    }
+}
+
+/// An OpenAI-format error answer in Anthropic's shape, keeping its status,
+/// message, `retry-after` and `anthropic-ratelimit-*` headers.
+fn upstream_error(status: u16, headers: &HeaderMap, message: String) -> Error {
+    let mut relayed = HeaderMap::new();
+    for (name, value) in headers {
+        let name_str = name.as_str();
+        if name_str == "retry-after" || name_str.starts_with("anthropic-ratelimit-") {
+            relayed.append(name.clone(), value.clone());
+        }
+    }
+    Error::Upstream {
+        status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+        message,
+        headers: relayed,
+    }
+}
+
+/// The upstream's own message in an error body (OpenAI's or Anthropic's
+/// `error.message`, or `message` / `detail` / a string `error`), else a
+/// short plain-text body, else the status.
+fn upstream_message(status: u16, body: &dispatch::Body) -> String {
+    let fallback = || format!("provider answered {status}");
+    let dispatch::Body::Full(bytes) = body else {
+        return fallback();
+    };
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) {
+        let found = v
+            .pointer("/error/message")
+            .or_else(|| v.get("message"))
+            .or_else(|| v.get("detail"))
+            .or_else(|| v.get("error"))
+            .and_then(|m| m.as_str().map(str::to_owned));
+        return found.unwrap_or_else(fallback);
+    }
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]);
+    let text = text.trim();
+    if text.is_empty() || text.starts_with('<') {
+        fallback()
+    } else {
+        text.to_owned()
     }
 }
 
@@ -438,30 +428,31 @@ async fn count_tokens(
         .filter(|c| c.upstream.spec.api_format == ApiFormat::Anthropic)
         .collect();
     if !native.is_empty() {
-        let outgoing = Outgoing {
-            typed: None,
-            raw: &body,
-            parsed: Default::default(),
-            client_headers: &headers,
-            path: "/messages/count_tokens",
-            stream: false,
-            signatures: &state.signatures,
-        };
-        let build = |c: &Candidate, k: Option<&crate::config::Secret>| {
-            outgoing.build(state.http.inner(), c, k)
-        };
+        let outgoing = Outgoing::new(
+            None,
+            &body,
+            &headers,
+            "/messages/count_tokens",
+            false,
+            &state.signatures,
+        );
         match dispatch::dispatch(
             &state.http,
-            native,
+            &native,
+            &outgoing,
             Mode::Buffered,
             state.settings.routing.backoff,
-            &build,
+            &mut |_, _| Ok(()),
         )
         .await
         {
             Ok(answer) => {
                 note_answer(&mut guard, &answer);
-                return relay::passthrough(answer, guard, None);
+                if let Some((error, kind)) = answer_error(&answer) {
+                    return fail(guard, error, kind);
+                }
+                let max_stream = state.settings.http.max_stream_bytes;
+                return relay::passthrough(answer, guard, None, None, max_stream);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "count_tokens upstream failed; estimating locally")

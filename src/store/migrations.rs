@@ -8,6 +8,11 @@
 //! read and written under a transaction-scoped advisory lock, so replicas
 //! starting at once on a fresh database migrate it once: the others wait,
 //! then find it up to date.
+//!
+//! On SQLite, foreign keys are off while migrations run (SQLite ignores the
+//! pragma inside a transaction, and rebuilding a referenced table with them
+//! on would fire `ON DELETE` actions); `foreign_key_check` must come back
+//! empty before the transaction commits. PostgreSQL alters tables in place.
 
 use super::postgres::Postgres;
 use super::sqlite::Sqlite;
@@ -18,14 +23,18 @@ use tokio_rusqlite::rusqlite;
 const SQLITE: &[&str] = &[
     include_str!("migrations/sqlite/0001_initial.sql"),
     include_str!("migrations/sqlite/0002_request_log_endpoint.sql"),
-    include_str!("migrations/sqlite/0003_request_log_indexes.sql"),
+    include_str!("migrations/sqlite/0003_provider_fields.sql"),
+    include_str!("migrations/sqlite/0004_identity.sql"),
+    include_str!("migrations/sqlite/0005_request_log_indexes.sql"),
 ];
 
 /// PostgreSQL's twins of [`SQLITE`], one for one.
 const POSTGRES: &[&str] = &[
     include_str!("migrations/postgres/0001_initial.sql"),
     include_str!("migrations/postgres/0002_request_log_endpoint.sql"),
-    include_str!("migrations/postgres/0003_request_log_indexes.sql"),
+    include_str!("migrations/postgres/0003_provider_fields.sql"),
+    include_str!("migrations/postgres/0004_identity.sql"),
+    include_str!("migrations/postgres/0005_request_log_indexes.sql"),
 ];
 
 const _: () = assert!(
@@ -99,23 +108,39 @@ impl Store {
 
 async fn migrate_sqlite(db: &Sqlite) -> Result<MigrationReport> {
     db.write(|conn| {
-        // Take the write lock before reading the version: a deferred
-        // transaction that upgrades later fails at once if another process
-        // migrated in between.
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let from: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-        check_version(from)?;
-        for sql in &SQLITE[from as usize..] {
-            tx.execute_batch(sql)?;
-        }
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        tx.commit()?;
-        Ok(MigrationReport {
-            from,
-            to: SCHEMA_VERSION,
-        })
+        conn.pragma_update(None, "foreign_keys", false)?;
+        let result = migrate_sqlite_in_transaction(conn);
+        conn.pragma_update(None, "foreign_keys", true)?;
+        result
     })
     .await
+}
+
+fn migrate_sqlite_in_transaction(conn: &mut rusqlite::Connection) -> Result<MigrationReport> {
+    // Take the write lock before reading the version: a deferred
+    // transaction that upgrades later fails at once if another process
+    // migrated in between.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let from: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    check_version(from)?;
+    for sql in &SQLITE[from as usize..] {
+        tx.execute_batch(sql)?;
+    }
+    let dangling: i64 =
+        tx.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |row| {
+            row.get(0)
+        })?;
+    if dangling > 0 {
+        return Err(StoreError::Corrupt(format!(
+            "{dangling} rows reference missing rows after migrating"
+        )));
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(MigrationReport {
+        from,
+        to: SCHEMA_VERSION,
+    })
 }
 
 async fn migrate_postgres(db: &Postgres) -> Result<MigrationReport> {
@@ -149,7 +174,7 @@ async fn migrate_postgres(db: &Postgres) -> Result<MigrationReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing;
+    use crate::store::{Role, testing};
 
     #[tokio::test]
     async fn migrating_twice_is_harmless() {
@@ -209,6 +234,40 @@ mod tests {
                 test.store.engine()
             );
             assert_eq!(second.schema_version().await.unwrap(), SCHEMA_VERSION);
+        }
+    }
+
+    #[tokio::test]
+    async fn identity_migration_keeps_users_and_their_keys() {
+        for test in testing::each_fresh().await {
+            let seed = "INSERT INTO users (id, email, password_hash, role, created_at, updated_at)
+                        VALUES (7, 'ops@example.com', 'h', 'viewer', 1, 1);
+                        INSERT INTO api_keys (name, key_hash, prefix, owner_id, created_at)
+                        VALUES ('k', x'00', 'sk-ab-x', 7, 1);";
+            testing::execute(
+                &test.store,
+                &format!("{} {seed} PRAGMA user_version = 1;", SQLITE[0]),
+                &format!(
+                    "{} {} CREATE TABLE abridge_schema (version BIGINT NOT NULL);
+                     INSERT INTO abridge_schema VALUES (1);",
+                    POSTGRES[0],
+                    seed.replace("x'00'", "'\\x00'")
+                ),
+            )
+            .await;
+            let report = test.store.migrate().await.unwrap();
+            assert_eq!((report.from, report.to), (1, SCHEMA_VERSION));
+            let keys = test.store.list_api_keys().await.unwrap();
+            assert_eq!(keys[0].owner_id, Some(7));
+            let user = test.store.user(7).await.unwrap();
+            assert_eq!((user.token_version, user.role), (0, Role::Viewer));
+            if let Engine::Sqlite(db) = &test.store.engine {
+                let fk: i64 = db
+                    .write(|conn| Ok(conn.query_row("PRAGMA foreign_keys", [], |row| row.get(0))?))
+                    .await
+                    .unwrap();
+                assert_eq!(fk, 1, "foreign keys are back on after migrating");
+            }
         }
     }
 }

@@ -32,12 +32,12 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use api_keys::{ApiKey, NewApiKey};
-pub use audit::AuditEntry;
+pub use audit::{AuditEntry, redact};
 pub use log_writer::LogWriter;
 pub use migrations::{MigrationReport, SCHEMA_VERSION};
 pub use postgres::PgUrl;
 pub use request_logs::{Endpoint, LogRecord};
-pub use users::{Role, User};
+pub use users::{Role, User, UserChange};
 
 use postgres::Postgres;
 use sqlite::Sqlite;

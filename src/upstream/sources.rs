@@ -3,63 +3,77 @@
 //! every `ABRIDGE_KEY_CACHE_TTL`, so a provider changed by the CLI or by
 //! another replica sharing the database reaches this one within that time.
 //! A file that fails to parse, or a store that cannot be reached, keeps the
-//! previous provider set (and says why in the log).
+//! previous provider set (and says why in the log). The
+//! file's routing keys (`fallback_strategy`, `circuit_breaker`) are applied
+//! on every load, under the precedence of `config::Settings::routing_with`.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::provider::{self, ProviderSpec};
+use super::provider::{self, ProviderSpec, ProvidersFile};
 use super::router::{Router, Source};
+use crate::config::Settings;
 use crate::secrets::Sealer;
 use crate::store::Store;
 
 /// How often the providers file's modification time is checked.
 pub const POLL_EVERY: Duration = Duration::from_secs(1);
 
-/// Store providers plus file providers; a file provider replaces a store
-/// provider of the same name.
+/// Store providers plus file providers (a file provider replaces a store
+/// provider of the same name), and what the file says besides.
 async fn collect(
     store: &Store,
     sealer: &Sealer,
-    file: Option<&Path>,
-) -> anyhow::Result<Vec<(ProviderSpec, Source)>> {
+    settings: &Settings,
+) -> anyhow::Result<(Vec<(ProviderSpec, Source)>, ProvidersFile)> {
     let mut specs: Vec<(ProviderSpec, Source)> = store
         .list_providers(sealer)
         .await?
         .into_iter()
         .map(|s| (s, Source::Store))
         .collect();
-    if let Some(path) = file {
-        let from_file = provider::load_file(path).map_err(crate::config::ConfigError)?;
-        for spec in from_file {
+    let mut file = ProvidersFile::default();
+    if let Some(path) = settings.server.providers_file.as_deref() {
+        file = provider::load_file(path).map_err(crate::config::ConfigError)?;
+        for spec in std::mem::take(&mut file.providers) {
             specs.retain(|(s, _)| s.name != spec.name);
             specs.push((spec, Source::File));
         }
     }
-    Ok(specs)
+    Ok((specs, file))
 }
 
-/// Loads every provider into the router; says whether anything changed.
+/// Loads every provider, and the routing settings in force, into the
+/// router; says whether anything changed.
 pub async fn load_all(
     router: &Router,
     store: &Store,
     sealer: &Sealer,
-    file: Option<&Path>,
+    settings: &Settings,
 ) -> anyhow::Result<bool> {
-    let specs = collect(store, sealer, file).await?;
+    let (specs, file) = collect(store, sealer, settings).await?;
+    for warning in &file.warnings {
+        tracing::warn!("{warning}");
+    }
     for (spec, _) in &specs {
-        if !spec.models.other.is_empty() {
-            tracing::warn!(provider = %spec.name, categories = ?spec.models.other.keys().collect::<Vec<_>>(), "model categories other than big/middle/small are ignored");
-        }
         if spec.api_keys.is_empty() {
             tracing::warn!(provider = %spec.name, "provider has no API key; requests go out unauthenticated");
         }
     }
     let count = specs.len();
-    let changed = router.replace(specs);
+    let routing = settings.routing_with(&file.routing);
+    if routing != settings.routing {
+        tracing::info!(
+            strategy = ?routing.strategy,
+            failure_threshold = routing.failure_threshold,
+            recovery_timeout = ?routing.recovery_timeout,
+            breaker_enabled = routing.breaker_enabled,
+            "routing settings from the providers file"
+        );
+    }
+    let changed = router.replace(specs, routing);
     if count == 0 {
         tracing::warn!(
             "no providers configured: every model answers 404 until one is added (ABRIDGE_PROVIDERS or `abridge providers import`)"
@@ -70,22 +84,23 @@ pub async fn load_all(
     Ok(changed)
 }
 
-fn modified(path: &Path) -> Option<SystemTime> {
+fn modified(path: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// Reloads the providers when the file changes and from the store every
-/// `refresh`, until `shutdown`.
+/// Reloads the providers when the providers file (the one in `settings`)
+/// changes, and from the store every `ABRIDGE_KEY_CACHE_TTL`, until `shutdown`.
 pub fn watch(
     router: Router,
     store: Store,
     sealer: Sealer,
-    file: Option<PathBuf>,
-    refresh: Duration,
+    settings: Settings,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) {
     tracker.spawn(async move {
+        let file = settings.server.providers_file.clone();
+        let refresh = settings.cache.key_ttl;
         let mut last = file.as_deref().and_then(modified);
         let mut loaded = tokio::time::Instant::now();
         let mut tick = tokio::time::interval(POLL_EVERY.min(refresh));
@@ -101,7 +116,7 @@ pub fn watch(
             }
             last = now;
             loaded = tokio::time::Instant::now();
-            match load_all(&router, &store, &sealer, file.as_deref()).await {
+            match load_all(&router, &store, &sealer, &settings).await {
                 Ok(changed) => {
                     if let Some(path) = file.as_deref().filter(|_| file_changed) {
                         tracing::info!(file = %path.display(), "providers file reloaded");

@@ -6,7 +6,9 @@
 // Helpers outside #[test] functions panic on failure too; that is the point.
 #![allow(clippy::unwrap_used)]
 
+mod admin;
 mod cli;
+mod failures;
 mod gateway;
 mod harness;
 mod limits;
@@ -17,4 +19,5 @@ mod postgres;
 mod ready;
 mod request_logs;
 mod resilience;
+mod sso;
 mod streaming;
