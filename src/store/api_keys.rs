@@ -2,7 +2,7 @@
 
 use tokio_rusqlite::rusqlite::params;
 
-use super::row::{Row, sqlite_all};
+use super::row::{Decode, Row, sqlite_all};
 use super::{Engine, Result, Store, StoreError, now_ms};
 use crate::secrets;
 
@@ -37,17 +37,19 @@ pub struct NewApiKey {
 const COLUMNS: &str =
     "id, name, prefix, owner_id, created_at, last_used_at, revoked_at, expires_at";
 
-fn decode(row: &impl Row) -> Result<ApiKey> {
-    Ok(ApiKey {
-        id: row.col(0)?,
-        name: row.col(1)?,
-        prefix: row.col(2)?,
-        owner_id: row.col(3)?,
-        created_at: row.col(4)?,
-        last_used_at: row.col(5)?,
-        revoked_at: row.col(6)?,
-        expires_at: row.col(7)?,
-    })
+impl Decode for ApiKey {
+    fn decode(row: &impl Row) -> Result<Self> {
+        Ok(ApiKey {
+            id: row.col(0)?,
+            name: row.col(1)?,
+            prefix: row.col(2)?,
+            owner_id: row.col(3)?,
+            created_at: row.col(4)?,
+            last_used_at: row.col(5)?,
+            revoked_at: row.col(6)?,
+            expires_at: row.col(7)?,
+        })
+    }
 }
 
 /// The one key `selector` names, or why not.
@@ -114,21 +116,8 @@ impl Store {
     }
 
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKey>> {
-        let sql = format!("SELECT {COLUMNS} FROM api_keys ORDER BY id");
-        match &self.engine {
-            Engine::Sqlite(db) => {
-                db.read(move |conn| sqlite_all(conn, &sql, [], |row| decode(row)))
-                    .await
-            }
-            Engine::Postgres(db) => db
-                .client()
-                .await?
-                .query(&sql, &[])
-                .await?
-                .iter()
-                .map(decode)
-                .collect(),
-        }
+        self.all(format!("SELECT {COLUMNS} FROM api_keys ORDER BY id"))
+            .await
     }
 
     /// The record for a key hash, whatever its state (callers check `is_usable`).
@@ -137,7 +126,7 @@ impl Store {
             Engine::Sqlite(db) => {
                 db.read(move |conn| {
                     let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = ?1");
-                    Ok(sqlite_all(conn, &sql, [hash.as_slice()], |row| decode(row))?.pop())
+                    Ok(sqlite_all(conn, &sql, [hash.as_slice()], |row| ApiKey::decode(row))?.pop())
                 })
                 .await
             }
@@ -152,7 +141,7 @@ impl Store {
                     .query_opt(&stmt, &[&hash.as_slice()])
                     .await?
                     .as_ref()
-                    .map(decode)
+                    .map(ApiKey::decode)
                     .transpose()
             }
         }
@@ -172,7 +161,7 @@ impl Store {
                             "SELECT {COLUMNS} FROM api_keys WHERE CAST(id AS TEXT) = ?1 OR prefix = ?1"
                         ),
                         [&selector],
-                        |row| decode(row),
+                        |row| ApiKey::decode(row),
                     )?;
                     let mut key = single(&selector, found)?;
                     if key.revoked_at.is_none() {
@@ -199,7 +188,7 @@ impl Store {
                     )
                     .await?
                     .iter()
-                    .map(decode)
+                    .map(ApiKey::decode)
                     .collect::<Result<Vec<_>>>()?;
                 let mut key = single(&selector, found)?;
                 if key.revoked_at.is_none() {

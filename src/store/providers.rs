@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio_rusqlite::rusqlite::params;
 
-use super::row::sqlite_all;
+use super::row::Decode;
 use super::{Engine, Result, Store, StoreError, now_ms};
 use crate::config::Secret;
 use crate::secrets::Sealer;
@@ -25,38 +25,41 @@ fn millis(ms: i64) -> Duration {
     Duration::from_millis(ms.max(1) as u64)
 }
 
-fn decode(row: &impl super::row::Row) -> Result<Row> {
-    let list = |i: usize| -> Result<Vec<String>> {
-        serde_json::from_str(&row.col::<String>(i)?).map_err(|e| StoreError::Corrupt(e.to_string()))
-    };
-    let legacy_headers: String = row.col(9)?;
-    Ok(Row {
-        spec: ProviderSpec {
-            name: row.col(0)?,
-            api_format: ApiFormat::parse(&row.col::<String>(1)?).unwrap_or_default(),
-            base_url: row.col(2)?,
-            api_key: None,
-            api_keys: Vec::new(),
-            priority: row.col(4)?,
-            weight: row.col::<i64>(5)? as u32,
-            enabled: row.col(6)?,
-            timeout: millis(row.col(7)?),
-            first_byte_timeout: row.col::<Option<i64>>(14)?.map(millis),
-            max_retries: row.col::<i64>(8)? as u32,
-            custom_headers: serde_json::from_str(&legacy_headers).unwrap_or_default(),
-            models: Models {
-                big: list(10)?,
-                middle: list(11)?,
-                small: list(12)?,
-                other: Default::default(),
+impl Decode for Row {
+    fn decode(row: &impl super::row::Row) -> Result<Self> {
+        let list = |i: usize| -> Result<Vec<String>> {
+            serde_json::from_str(&row.col::<String>(i)?)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))
+        };
+        let legacy_headers: String = row.col(9)?;
+        Ok(Row {
+            spec: ProviderSpec {
+                name: row.col(0)?,
+                api_format: ApiFormat::parse(&row.col::<String>(1)?).unwrap_or_default(),
+                base_url: row.col(2)?,
+                api_key: None,
+                api_keys: Vec::new(),
+                priority: row.col(4)?,
+                weight: row.col::<i64>(5)? as u32,
+                enabled: row.col(6)?,
+                timeout: millis(row.col(7)?),
+                first_byte_timeout: row.col::<Option<i64>>(14)?.map(millis),
+                max_retries: row.col::<i64>(8)? as u32,
+                custom_headers: serde_json::from_str(&legacy_headers).unwrap_or_default(),
+                models: Models {
+                    big: list(10)?,
+                    middle: list(11)?,
+                    small: list(12)?,
+                    other: Default::default(),
+                },
+                max_tokens_limit: row.col::<Option<i64>>(13)?.map(|n| n as u32),
+                allow_any_model: row.col(15)?,
+                api_version: None,
             },
-            max_tokens_limit: row.col::<Option<i64>>(13)?.map(|n| n as u32),
-            allow_any_model: row.col(15)?,
-            api_version: None,
-        },
-        sealed_keys: row.col(3)?,
-        sealed_headers: row.col(16)?,
-    })
+            sealed_keys: row.col(3)?,
+            sealed_headers: row.col(16)?,
+        })
+    }
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {
@@ -174,20 +177,7 @@ impl Store {
     /// All providers with their keys and headers opened. A value sealed
     /// under another `ENCRYPTION_KEY` is an error naming the provider.
     pub async fn list_providers(&self, sealer: &Sealer) -> Result<Vec<ProviderSpec>> {
-        let rows = match &self.engine {
-            Engine::Sqlite(db) => {
-                db.read(|conn| sqlite_all(conn, SELECT, [], |row| decode(row)))
-                    .await?
-            }
-            Engine::Postgres(db) => db
-                .client()
-                .await?
-                .query(SELECT, &[])
-                .await?
-                .iter()
-                .map(decode)
-                .collect::<Result<Vec<_>>>()?,
-        };
+        let rows: Vec<Row> = self.all(SELECT.to_string()).await?;
         rows.into_iter()
             .map(|row| {
                 let mut spec = row.spec;
@@ -209,6 +199,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::row::sqlite_all;
     use crate::store::testing;
 
     fn spec(name: &str) -> ProviderSpec {

@@ -7,7 +7,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tokio_rusqlite::rusqlite::params;
 
-use super::row::{Row, sqlite_all};
+use super::row::{Decode, Row};
 use super::{Engine, Result, Store};
 
 /// The `/v1` endpoint a request went to.
@@ -86,25 +86,27 @@ const SELECT_RECENT: &str =
         cache_creation_tokens, error_kind, endpoint
     FROM request_logs ORDER BY id DESC LIMIT ";
 
-fn decode(row: &impl Row) -> Result<LogRecord> {
-    let count = |i: usize| row.col::<i64>(i).map(|n| n as u64);
-    Ok(LogRecord {
-        created_at: row.col(0)?,
-        api_key_id: row.col(1)?,
-        provider: row.col(2)?,
-        upstream_model: row.col(3)?,
-        alias: row.col(4)?,
-        stream: row.col(5)?,
-        status: row.col::<i64>(6)? as u16,
-        latency_ms: count(7)?,
-        ttfb_ms: row.col::<Option<i64>>(8)?.map(|t| t as u64),
-        input_tokens: count(9)?,
-        output_tokens: count(10)?,
-        cache_read_tokens: count(11)?,
-        cache_creation_tokens: count(12)?,
-        error_kind: row.col::<Option<String>>(13)?.map(Cow::Owned),
-        endpoint: Endpoint::parse(&row.col::<String>(14)?),
-    })
+impl Decode for LogRecord {
+    fn decode(row: &impl Row) -> Result<Self> {
+        let count = |i: usize| row.col::<i64>(i).map(|n| n as u64);
+        Ok(LogRecord {
+            created_at: row.col(0)?,
+            api_key_id: row.col(1)?,
+            provider: row.col(2)?,
+            upstream_model: row.col(3)?,
+            alias: row.col(4)?,
+            stream: row.col(5)?,
+            status: row.col::<i64>(6)? as u16,
+            latency_ms: count(7)?,
+            ttfb_ms: row.col::<Option<i64>>(8)?.map(|t| t as u64),
+            input_tokens: count(9)?,
+            output_tokens: count(10)?,
+            cache_read_tokens: count(11)?,
+            cache_creation_tokens: count(12)?,
+            error_kind: row.col::<Option<String>>(13)?.map(Cow::Owned),
+            endpoint: Endpoint::parse(&row.col::<String>(14)?),
+        })
+    }
 }
 
 impl Store {
@@ -212,24 +214,7 @@ impl Store {
 
     /// The newest records, newest first.
     pub async fn recent_logs(&self, limit: u32) -> Result<Vec<LogRecord>> {
-        match &self.engine {
-            Engine::Sqlite(db) => {
-                db.read(move |conn| {
-                    sqlite_all(conn, &format!("{SELECT_RECENT} ?1"), [limit], |row| {
-                        decode(row)
-                    })
-                })
-                .await
-            }
-            Engine::Postgres(db) => db
-                .client()
-                .await?
-                .query(&format!("{SELECT_RECENT} $1"), &[&i64::from(limit)])
-                .await?
-                .iter()
-                .map(decode)
-                .collect(),
-        }
+        self.all(format!("{SELECT_RECENT} {limit}")).await
     }
 }
 

@@ -43,3 +43,29 @@ pub fn sqlite_all<T>(
     }
     Ok(out)
 }
+
+/// A domain type read from one row of either engine.
+pub trait Decode: Sized + Send + 'static {
+    fn decode(row: &impl Row) -> Result<Self>;
+}
+
+impl super::Store {
+    /// Every row of `sql`, a query without parameters (the same text on
+    /// both engines), decoded.
+    pub(super) async fn all<T: Decode>(&self, sql: String) -> Result<Vec<T>> {
+        match &self.engine {
+            super::Engine::Sqlite(db) => {
+                db.read(move |conn| sqlite_all(conn, &sql, [], |row| T::decode(row)))
+                    .await
+            }
+            super::Engine::Postgres(db) => db
+                .client()
+                .await?
+                .query(&sql, &[])
+                .await?
+                .iter()
+                .map(T::decode)
+                .collect(),
+        }
+    }
+}

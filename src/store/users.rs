@@ -11,7 +11,7 @@
 use tokio_postgres::GenericClient;
 use tokio_rusqlite::rusqlite::{self, params};
 
-use super::row::{Row, sqlite_all};
+use super::row::{Decode, Row, sqlite_all};
 use super::{Engine, Result, Store, StoreError, now_ms};
 
 /// What a user may do; the permission table is `server::admin::access`.
@@ -76,20 +76,22 @@ const USERS_LOCK: i64 = 0x61_6272_6964_6701;
 
 const NO_ADMIN_LEFT: &str = "this would leave no active admin; make another user admin first";
 
-fn decode(row: &impl Row) -> Result<User> {
-    let role: String = row.col(3)?;
-    Ok(User {
-        id: row.col(0)?,
-        email: row.col(1)?,
-        password_hash: row.col(2)?,
-        role: Role::parse(&role)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown role {role}")))?,
-        disabled: row.col(4)?,
-        token_version: row.col(5)?,
-        last_login_at: row.col(6)?,
-        created_at: row.col(7)?,
-        updated_at: row.col(8)?,
-    })
+impl Decode for User {
+    fn decode(row: &impl Row) -> Result<Self> {
+        let role: String = row.col(3)?;
+        Ok(User {
+            id: row.col(0)?,
+            email: row.col(1)?,
+            password_hash: row.col(2)?,
+            role: Role::parse(&role)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown role {role}")))?,
+            disabled: row.col(4)?,
+            token_version: row.col(5)?,
+            last_login_at: row.col(6)?,
+            created_at: row.col(7)?,
+            updated_at: row.col(8)?,
+        })
+    }
 }
 
 fn not_found(id: i64) -> StoreError {
@@ -98,7 +100,7 @@ fn not_found(id: i64) -> StoreError {
 
 fn select_user(conn: &rusqlite::Connection, id: i64) -> Result<User> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
-    sqlite_all(conn, &sql, [id], |row| decode(row))?
+    sqlite_all(conn, &sql, [id], |row| User::decode(row))?
         .pop()
         .ok_or_else(|| not_found(id))
 }
@@ -109,7 +111,7 @@ async fn pg_select_user(client: &impl GenericClient, id: i64) -> Result<User> {
         .query_opt(&sql, &[&id])
         .await?
         .as_ref()
-        .map(decode)
+        .map(User::decode)
         .transpose()?
         .ok_or_else(|| not_found(id))
 }
@@ -167,7 +169,7 @@ impl Store {
                 )
                 .await?
                 .as_ref()
-                .map(decode)
+                .map(User::decode)
                 .transpose()?,
         };
         created.ok_or_else(|| {
@@ -181,7 +183,7 @@ impl Store {
             Engine::Sqlite(db) => {
                 db.read(move |conn| {
                     let sql = format!("SELECT {COLUMNS} FROM users WHERE email = ?1");
-                    Ok(sqlite_all(conn, &sql, [email], |row| decode(row))?.pop())
+                    Ok(sqlite_all(conn, &sql, [email], |row| User::decode(row))?.pop())
                 })
                 .await
             }
@@ -194,7 +196,7 @@ impl Store {
                 )
                 .await?
                 .as_ref()
-                .map(decode)
+                .map(User::decode)
                 .transpose(),
         }
     }
@@ -209,21 +211,8 @@ impl Store {
 
     /// Every user, oldest first.
     pub async fn list_users(&self) -> Result<Vec<User>> {
-        let sql = format!("SELECT {COLUMNS} FROM users ORDER BY id");
-        match &self.engine {
-            Engine::Sqlite(db) => {
-                db.read(move |conn| sqlite_all(conn, &sql, [], |row| decode(row)))
-                    .await
-            }
-            Engine::Postgres(db) => db
-                .client()
-                .await?
-                .query(&sql, &[])
-                .await?
-                .iter()
-                .map(decode)
-                .collect(),
-        }
+        self.all(format!("SELECT {COLUMNS} FROM users ORDER BY id"))
+            .await
     }
 
     /// Admins that can log in; start-up creates one when there is none.
