@@ -9,6 +9,7 @@
 
 pub mod anthropic;
 pub mod from_openai;
+mod json_scan;
 pub mod openai;
 pub mod stream;
 pub mod thinking;
