@@ -5,6 +5,7 @@
 //! binary and the tests start the server the same way.
 
 pub mod auth;
+mod blocking;
 pub mod bootstrap;
 mod probes;
 mod proxy;

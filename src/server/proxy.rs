@@ -429,17 +429,22 @@ async fn count_tokens(
             }
         }
     }
-    let request = request.clone();
-    let count =
-        tokio::task::spawn_blocking(move || protocol::tokens::count_input_tokens(&request)).await;
+    // Linear in the body, off the runtime, and abandoned if the client leaves.
+    let count = super::blocking::run_cancellable(move |cancel| {
+        protocol::tokens::count_input_tokens(&request, cancel)
+    })
+    .await;
     match count {
-        Ok(n) => {
+        Ok(Ok(n)) => {
             let mut response = Json(json!({"input_tokens": n})).into_response();
             response.headers_mut().insert(
                 HeaderName::from_static("x-abridge-token-count"),
                 HeaderValue::from_static("estimate"),
             );
             response
+        }
+        Ok(Err(protocol::tokens::Cancelled)) => {
+            Error::Internal(anyhow::anyhow!("token counting was cancelled")).into_response()
         }
         Err(e) => Error::Internal(anyhow::anyhow!("token counting failed: {e}")).into_response(),
     }

@@ -10,5 +10,6 @@ mod cli;
 mod gateway;
 mod harness;
 mod passthrough;
+mod protocol;
 mod resilience;
 mod streaming;
