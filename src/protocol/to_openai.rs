@@ -25,7 +25,7 @@ use super::openai::{
     ChatMessage, ChatRequest, ChatTool, ChatToolChoice, ContentPart, FileData, FunctionCall,
     FunctionDef, ImageUrl, NamedFunction, NamedToolChoice, StreamOptions, ToolCall, UserContent,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Where the converted request is going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,13 +267,14 @@ fn convert_assistant(content: &Content, index: usize) -> Result<ChatMessage, Inv
     })
 }
 
+/// A client tool as a function; server tools (web search, bash, …) have
+/// no chat-completions equivalent. Validation made sure a client tool has
+/// its schema.
 fn convert_tool(tool: &Tool) -> Option<ChatTool> {
-    let parameters = match (&tool.input_schema, tool.kind.as_deref()) {
-        (Some(schema), _) => schema.clone(),
-        // A typed tool without schema is a server tool (web_search, …).
-        (None, Some(kind)) if kind != "custom" => return None,
-        (None, _) => json!({"type": "object", "properties": {}}),
-    };
+    if !super::validate::is_client_tool(tool) {
+        return None;
+    }
+    let parameters = tool.input_schema.clone()?;
     Some(ChatTool {
         kind: "function".to_owned(),
         function: FunctionDef {

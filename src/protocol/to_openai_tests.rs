@@ -40,6 +40,21 @@ fn user(content: Value) -> Value {
     json!({"messages": [{"role": "user", "content": content}]})
 }
 
+/// A user turn answering tool calls `ids`, after the assistant turn that
+/// made them; converts and returns the messages of that user turn only.
+fn answering(ids: &[&str], content: Value) -> Value {
+    let calls: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"type": "tool_use", "id": id, "name": "Read", "input": {}}))
+        .collect();
+    let out = messages(json!({"messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": calls},
+        {"role": "user", "content": content}
+    ]}));
+    json!(out.as_array().map(|m| m[2..].to_vec()).unwrap_or_default())
+}
+
 #[test]
 fn base_fields_model_max_tokens_and_no_stream() {
     let out = convert(user(json!("hi")));
@@ -136,14 +151,17 @@ fn assistant_text_thinking_and_tool_use() {
 
 #[test]
 fn tool_results_come_first_then_remaining_user_text_and_images() {
-    let out = messages(user(json!([
-        {"type": "text", "text": "here you go"},
-        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "file body"},
-        {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "Zm9v"}},
-        {"type": "tool_result", "tool_use_id": "toolu_2", "content": [
-            {"type": "text", "text": "line1"}, {"type": "text", "text": "line2"}
-        ]}
-    ])));
+    let out = answering(
+        &["toolu_1", "toolu_2"],
+        json!([
+            {"type": "text", "text": "here you go"},
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "file body"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "Zm9v"}},
+            {"type": "tool_result", "tool_use_id": "toolu_2", "content": [
+                {"type": "text", "text": "line1"}, {"type": "text", "text": "line2"}
+            ]}
+        ]),
+    );
     assert_eq!(
         out,
         json!([
@@ -159,12 +177,15 @@ fn tool_results_come_first_then_remaining_user_text_and_images() {
 
 #[test]
 fn tool_result_error_prefix_and_empty_placeholder() {
-    let out = messages(user(json!([
-        {"type": "tool_result", "tool_use_id": "a", "content": "boom", "is_error": true},
-        {"type": "tool_result", "tool_use_id": "b"},
-        {"type": "tool_result", "tool_use_id": "c", "content": []},
-        {"type": "tool_result", "tool_use_id": "d", "content": "", "is_error": true}
-    ])));
+    let out = answering(
+        &["a", "b", "c", "d"],
+        json!([
+            {"type": "tool_result", "tool_use_id": "a", "content": "boom", "is_error": true},
+            {"type": "tool_result", "tool_use_id": "b"},
+            {"type": "tool_result", "tool_use_id": "c", "content": []},
+            {"type": "tool_result", "tool_use_id": "d", "content": "", "is_error": true}
+        ]),
+    );
     assert_eq!(
         out,
         json!([
@@ -178,12 +199,15 @@ fn tool_result_error_prefix_and_empty_placeholder() {
 
 #[test]
 fn image_inside_tool_result_moves_to_following_user_message() {
-    let out = messages(user(json!([
-        {"type": "tool_result", "tool_use_id": "a", "content": [
-            {"type": "text", "text": "screenshot:"},
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA"}}
-        ]}
-    ])));
+    let out = answering(
+        &["a"],
+        json!([
+            {"type": "tool_result", "tool_use_id": "a", "content": [
+                {"type": "text", "text": "screenshot:"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA"}}
+            ]}
+        ]),
+    );
     assert_eq!(
         out,
         json!([
@@ -216,7 +240,7 @@ fn tools_map_to_functions_server_tools_dropped() {
     let mut body = user(json!("hi"));
     body["tools"] = json!([
         {"name": "Read", "description": "read a file", "input_schema": {"type": "object", "properties": {"p": {"type": "string"}}}},
-        {"name": "NoSchema"},
+        {"type": "custom", "name": "Custom", "input_schema": {"type": "object"}},
         {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
     ]);
     assert_eq!(
@@ -224,8 +248,7 @@ fn tools_map_to_functions_server_tools_dropped() {
         json!([
             {"type": "function", "function": {"name": "Read", "description": "read a file",
                 "parameters": {"type": "object", "properties": {"p": {"type": "string"}}}}},
-            {"type": "function", "function": {"name": "NoSchema",
-                "parameters": {"type": "object", "properties": {}}}}
+            {"type": "function", "function": {"name": "Custom", "parameters": {"type": "object"}}}
         ])
     );
 }
@@ -277,6 +300,7 @@ fn sampling_stop_user_and_dropped_top_k() {
     body["top_k"] = json!(40);
     body["stop_sequences"] = json!(["END", "###"]);
     body["metadata"] = json!({"user_id": "u-42"});
+    body["max_tokens"] = json!(2000);
     body["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
     let out = convert(body);
     assert_eq!(out["temperature"], json!(0.5));

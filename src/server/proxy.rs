@@ -234,7 +234,13 @@ async fn messages(
         },
         Instant::now(),
     );
-    let request = match protocol::parse_messages_request(&body) {
+    let betas = protocol::Betas::from_headers(
+        headers
+            .get_all("anthropic-beta")
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    let request = match protocol::parse_messages_request_with(&body, betas) {
         Ok(r) => r,
         Err(e) => {
             return fail(

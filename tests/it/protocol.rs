@@ -48,3 +48,105 @@ async fn count_tokens_of_a_megabyte_word_answers_within_a_second() {
     assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
     assert!(mock.received().is_empty());
 }
+
+/// Posts `body` and returns the status and the error JSON.
+async fn post(app: &TestApp, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let r = app.post(path).json(body).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test]
+async fn anthropic_request_rules_are_400_naming_the_field() {
+    let (mock, app) = openai_app().await;
+    let call = json!({"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {}});
+    let cases = [
+        (
+            json!({"model": "sonnet", "max_tokens": 100, "temperature": 1.5,
+                "messages": [{"role": "user", "content": "hi"}]}),
+            "temperature: must be between 0 and 1",
+        ),
+        (
+            json!({"model": "sonnet", "max_tokens": 100,
+                "tools": [{"name": "read file", "input_schema": {"type": "object"}}],
+                "messages": [{"role": "user", "content": "hi"}]}),
+            "tools.0.name: must match",
+        ),
+        (
+            json!({"model": "sonnet", "max_tokens": 100, "messages": [
+                {"role": "user", "content": "go"},
+                {"role": "assistant", "content": [call]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_2", "content": "x"}]}
+            ]}),
+            "messages.2.content.0.tool_use_id: unexpected `tool_use_id`",
+        ),
+        (
+            json!({"model": "sonnet", "max_tokens": 2000,
+                "thinking": {"type": "enabled", "budget_tokens": 2000},
+                "messages": [{"role": "user", "content": "hi"}]}),
+            "thinking.budget_tokens: must be less than max_tokens (2000)",
+        ),
+        (
+            json!({"model": "sonnet", "max_tokens": 100, "messages": [{"role": "user", "content": [
+                {"type": "image", "source": {"type": "base64", "media_type": "image/bmp", "data": "AA"}}
+            ]}]}),
+            "messages.0.content.0.source.media_type: must be one of",
+        ),
+    ];
+    for (body, expected) in cases {
+        let (status, v) = post(&app, "/v1/messages", &body).await;
+        assert_eq!(status, 400, "{v}");
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(expected), "{message}");
+    }
+    let unpaired = json!({"model": "sonnet", "messages": [
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "x"}]}
+    ]});
+    let (status, v) = post(&app, "/v1/messages/count_tokens", &unpaired).await;
+    assert_eq!(status, 400);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("messages.0.content.0.tool_use_id"),
+        "{v}"
+    );
+    assert!(mock.received().is_empty(), "nothing invalid is forwarded");
+}
+
+/// Claude Code asks for interleaved thinking, whose budget may exceed
+/// `max_tokens`: that request is Anthropic's to judge, and reaches the
+/// provider; without the beta it is refused.
+#[tokio::test]
+async fn interleaved_thinking_budget_may_exceed_max_tokens() {
+    let mock = MockUpstream::start(|_, _| {
+        Reply::Json(
+            200,
+            json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "up",
+                "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+                "stop_sequence": null, "usage": {"input_tokens": 1, "output_tokens": 1}}),
+        )
+    })
+    .await;
+    let app = TestApp::spawn(&providers_toml(&[("a", "anthropic", &mock.url(), 1)])).await;
+    let body = json!({"model": "sonnet", "max_tokens": 32000,
+        "thinking": {"type": "enabled", "budget_tokens": 63999},
+        "messages": [{"role": "user", "content": "hi"}]});
+    let (status, _) = post(&app, "/v1/messages", &body).await;
+    assert_eq!(status, 400);
+    let r = app
+        .post("/v1/messages")
+        .header(
+            "anthropic-beta",
+            "claude-code-20250219,interleaved-thinking-2025-05-14",
+        )
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(mock.received().len(), 1);
+    assert_eq!(mock.received()[0].body["thinking"]["budget_tokens"], 63999);
+}
