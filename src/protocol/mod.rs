@@ -8,6 +8,7 @@
 //! time) and [`count_input_tokens`].
 
 pub mod anthropic;
+pub mod effort;
 pub mod from_openai;
 mod json_scan;
 pub mod openai;
@@ -18,6 +19,7 @@ pub mod tokens;
 pub mod validate;
 
 pub use anthropic::{CountTokensRequest, MessagesRequest, MessagesResponse};
+pub use effort::Effort;
 pub use from_openai::{ResponseContext, UpstreamInvalid, from_openai};
 pub use stream::{Event, StreamContext, StreamConverter};
 pub use to_openai::{Target, to_openai};

@@ -2,13 +2,14 @@
 //! snapshot. No I/O beyond `include_str!`.
 
 use super::*;
-use crate::protocol::parse_messages_request;
+use crate::protocol::{Effort, parse_messages_request};
 use serde_json::{Value, json};
 
 const TARGET: Target = Target {
     model: "gpt-up",
     max_tokens_limit: None,
     stream: false,
+    reasoning_efforts: &[],
 };
 
 fn convert_with(mut body: Value, target: &Target) -> Value {
@@ -346,10 +347,120 @@ fn claude_code_fixture_snapshot() {
         model: "qwen3-coder-plus",
         max_tokens_limit: Some(16384),
         stream: true,
+        reasoning_efforts: &[],
     };
     let converted = convert_with(body, &target);
     // No module prefix: the file name must not depend on the crate's name.
     insta::with_settings!({prepend_module_to_snapshot => false}, {
         insta::assert_json_snapshot!("claude_code_request_to_openai", converted);
     });
+}
+
+const OPENAI_EFFORTS: [Effort; 4] = [Effort::Minimal, Effort::Low, Effort::Medium, Effort::High];
+
+/// Converts `extra` merged into a one-message request for a provider
+/// that accepts `efforts`; the error text when refused.
+fn convert_for(extra: Value, efforts: &[Effort]) -> Result<Value, String> {
+    let mut body = json!({"model": "claude-x", "max_tokens": 64000,
+        "messages": [{"role": "user", "content": "hi"}]});
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    let req = parse_messages_request(body.to_string().as_bytes()).map_err(|e| e.to_string())?;
+    let target = Target {
+        reasoning_efforts: efforts,
+        ..TARGET
+    };
+    let chat = to_openai(&req, &target).map_err(|e| e.to_string())?;
+    serde_json::to_value(chat).map_err(|e| e.to_string())
+}
+
+#[test]
+fn thinking_and_effort_become_the_providers_reasoning_effort() {
+    let cases = [
+        (json!({}), Value::Null),
+        (json!({"thinking": {"type": "adaptive"}}), json!("high")),
+        (
+            json!({"thinking": {"type": "adaptive"}, "output_config": {"effort": "medium"}}),
+            json!("medium"),
+        ),
+        (json!({"output_config": {"effort": "max"}}), json!("high")),
+        (json!({"output_config": {"effort": "xhigh"}}), json!("high")),
+        (json!({"output_config": {"effort": "low"}}), json!("low")),
+        (
+            json!({"thinking": {"type": "enabled", "budget_tokens": 4000}}),
+            json!("low"),
+        ),
+        (
+            json!({"thinking": {"type": "enabled", "budget_tokens": 10000}}),
+            json!("medium"),
+        ),
+        (
+            json!({"thinking": {"type": "enabled", "budget_tokens": 31999}}),
+            json!("high"),
+        ),
+        (json!({"thinking": {"type": "disabled"}}), json!("minimal")),
+    ];
+    for (extra, expected) in cases {
+        let out = convert_for(extra.clone(), &OPENAI_EFFORTS);
+        assert_eq!(
+            out.map(|o| o["reasoning_effort"].clone()),
+            Ok(expected),
+            "{extra}"
+        );
+        // A provider without a reasoning vocabulary gets nothing.
+        let none = convert_for(extra.clone(), &[]);
+        assert_eq!(
+            none.map(|o| o.get("reasoning_effort").cloned()),
+            Ok(None),
+            "{extra}"
+        );
+    }
+    assert_eq!(
+        convert_for(json!({"output_config": {"effort": "huge"}}), &OPENAI_EFFORTS).err(),
+        Some("output_config.effort: unknown effort \"huge\"; expected low, medium, high, xhigh or max".to_owned())
+    );
+}
+
+#[test]
+fn json_schema_output_becomes_response_format() {
+    let schema = json!({"type": "object", "properties": {"name": {"type": "string"}},
+        "required": ["name"], "additionalProperties": false});
+    let expected = json!({"type": "json_schema",
+        "json_schema": {"name": RESPONSE_FORMAT_NAME, "schema": schema, "strict": true}});
+    let current = json!({"output_config": {"format": {"type": "json_schema", "schema": schema}}});
+    assert_eq!(
+        convert_for(current, &[]).map(|o| o["response_format"].clone()),
+        Ok(expected.clone())
+    );
+    let beta = json!({"output_format": {"type": "json_schema", "schema": schema}});
+    assert_eq!(
+        convert_for(beta, &[]).map(|o| o["response_format"].clone()),
+        Ok(expected)
+    );
+    assert_eq!(
+        convert_for(json!({"output_config": {"format": {"type": "xml"}}}), &[]).err(),
+        Some("output_config.format.type: \"xml\" cannot be sent to an OpenAI-format provider; only \"json_schema\" can".to_owned())
+    );
+    assert_eq!(
+        convert_for(
+            json!({"output_config": {"format": {"type": "json_schema"}}}),
+            &[]
+        )
+        .err(),
+        Some("output_config.format.schema: must be a JSON object".to_owned())
+    );
+    let plain = convert_for(json!({"output_config": {"effort": "high"}}), &[]);
+    assert_eq!(plain.map(|o| o.get("response_format").cloned()), Ok(None));
+}
+
+#[test]
+fn strict_tools_stay_strict() {
+    let tools = json!({"tools": [
+        {"name": "a", "strict": true, "input_schema": {"type": "object", "additionalProperties": false}},
+        {"name": "b", "input_schema": {"type": "object"}}
+    ]});
+    let out = convert_for(tools, &[]).unwrap_or_default();
+    assert_eq!(out["tools"][0]["function"]["strict"], true);
+    assert!(out["tools"][1]["function"].get("strict").is_none());
 }

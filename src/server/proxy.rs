@@ -134,6 +134,7 @@ impl Outgoing<'_> {
                     model: &candidate.model,
                     max_tokens_limit: spec.max_tokens_limit,
                     stream: self.stream,
+                    reasoning_efforts: &spec.reasoning_efforts,
                 };
                 let request = self
                     .typed

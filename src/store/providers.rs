@@ -44,6 +44,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
                 other: Default::default(),
             },
             max_tokens_limit: row.get(13)?,
+            reasoning_efforts: Vec::new(),
             api_version: None,
         },
         sealed: row.get(3)?,

@@ -149,6 +149,10 @@ pub struct ProviderSpec {
     /// Cap on `max_tokens` sent to this provider.
     #[serde(default)]
     pub max_tokens_limit: Option<u32>,
+    /// `reasoning_effort` values an OpenAI-format provider accepts (e.g.
+    /// `["minimal", "low", "medium", "high"]`); empty: it gets none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasoning_efforts: Vec<crate::protocol::Effort>,
     /// Accepted from the original's files; unused.
     #[serde(default, skip_serializing)]
     pub api_version: Option<String>,

@@ -150,3 +150,84 @@ async fn interleaved_thinking_budget_may_exceed_max_tokens() {
     assert_eq!(mock.received().len(), 1);
     assert_eq!(mock.received()[0].body["thinking"]["budget_tokens"], 63999);
 }
+
+/// A provider's `reasoning_efforts` says which `reasoning_effort` values
+/// it understands; thinking and effort are mapped into them, and a JSON
+/// schema output becomes `response_format`.
+#[tokio::test]
+async fn reasoning_and_structured_output_reach_an_openai_format_provider() {
+    let mock = MockUpstream::start(|_, _| Reply::Json(200, openai_text("{\"name\":\"x\"}"))).await;
+    let providers = format!(
+        "{}reasoning_efforts = [\"minimal\", \"low\", \"medium\", \"high\"]\n\n{}",
+        providers_toml(&[("reasoning", "openai", &mock.url(), 1)]),
+        providers_toml(&[("plain", "openai", &mock.url(), 2)]),
+    );
+    let app = TestApp::spawn(&providers).await;
+    let schema = json!({"type": "object", "properties": {"name": {"type": "string"}},
+        "required": ["name"], "additionalProperties": false});
+    let ask = |model: &str| {
+        json!({"model": model, "max_tokens": 4000,
+            "thinking": {"type": "adaptive"}, "output_config": {"effort": "max",
+                "format": {"type": "json_schema", "schema": schema}},
+            "messages": [{"role": "user", "content": "name?"}]})
+    };
+    let (status, answer) = post(&app, "/v1/messages", &ask("reasoning/reasoning-mid")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["content"][0]["text"], "{\"name\":\"x\"}");
+    let (status, _) = post(&app, "/v1/messages", &ask("plain/plain-mid")).await;
+    assert_eq!(status, 200);
+    let received = mock.received();
+    assert_eq!(received[0].body["reasoning_effort"], "high");
+    assert_eq!(
+        received[0].body["response_format"],
+        json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": true}})
+    );
+    assert!(
+        received[1].body.get("reasoning_effort").is_none(),
+        "no vocabulary, nothing sent"
+    );
+    assert_eq!(received[1].body["response_format"]["type"], "json_schema");
+    // What cannot be mapped is refused, not dropped.
+    let mut xml = ask("plain/plain-mid");
+    xml["output_config"]["format"] = json!({"type": "xml"});
+    let (status, v) = post(&app, "/v1/messages", &xml).await;
+    assert_eq!(status, 400);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("output_config.format.type"),
+        "{v}"
+    );
+    assert_eq!(mock.received().len(), 2);
+}
+
+#[test]
+fn an_unknown_reasoning_effort_in_a_providers_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("providers.toml");
+    let base = providers_toml(&[("p", "openai", "http://127.0.0.1:9", 1)]);
+    std::fs::write(
+        &path,
+        format!("{base}reasoning_efforts = [\"low\", \"extreme\"]\n"),
+    )
+    .unwrap();
+    let err = abridge::upstream::provider::load_file(&path).unwrap_err();
+    assert!(
+        err.contains("reasoning_efforts") && err.contains("extreme"),
+        "{err}"
+    );
+    std::fs::write(
+        &path,
+        format!("{base}reasoning_efforts = [\"none\", \"xhigh\"]\n"),
+    )
+    .unwrap();
+    let specs = abridge::upstream::provider::load_file(&path).unwrap();
+    assert_eq!(
+        specs[0].reasoning_efforts,
+        [
+            abridge::protocol::Effort::None,
+            abridge::protocol::Effort::Xhigh
+        ]
+    );
+}
