@@ -22,7 +22,7 @@
 //! Linear time. BPE merging is quadratic in the length of one regex piece,
 //! and the tokenizer's regex keeps a long run of letters, punctuation or
 //! space in one piece: a 1 MB "word" took minutes. So text is encoded in
-//! segments (see [`segments`]), cut only where the regex starts a new piece
+//! segments (see `segments`), cut only where the regex starts a new piece
 //! anyway, which keeps the count exact, except that a stretch of more than
 //! [`MAX_STRETCH`] bytes with no such place (no digit, no space before a
 //! word, no line start: not prose or code) is cut every [`MAX_STRETCH`]
