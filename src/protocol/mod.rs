@@ -2,7 +2,8 @@
 //! synchronous: this module and its children never do I/O and never await.
 //!
 //! Entry points: [`parse_messages_request`] / [`parse_count_tokens_request`]
-//! (bytes → validated request, or an [`InvalidRequest`] naming the field),
+//! (bytes → a request checked by Anthropic's rules, [`validate`], or an
+//! [`InvalidRequest`] naming the field),
 //! [`to_openai()`] (request), [`from_openai()`] (non-streaming response),
 //! [`StreamConverter`] (streaming response, one SSE `data:` payload at a
 //! time) and [`count_input_tokens`].

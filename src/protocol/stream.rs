@@ -15,9 +15,9 @@
 //! thinking) is queued in arrival order, and flushed as soon as the open
 //! call is complete, or at the end of the stream. Sequential calls (the
 //! usual case) therefore stream live; only genuinely interleaved ones wait.
-//! Completeness is tracked incrementally (`json_scan::JsonScan`) and a queued call
-//! is marked on the call itself, so a stream costs time linear in its size
-//! however its calls interleave.
+//! Completeness is tracked incrementally (`json_scan::JsonScan`) and a
+//! queued call is marked on the call itself, so a stream costs time linear
+//! in its size however its calls interleave.
 //! Argument fragments for a call whose block was already closed could only
 //! follow a complete JSON value; they are dropped.
 //!
