@@ -183,19 +183,14 @@ fn tools(tools: Option<&[Tool]>, choice: Option<&ToolChoice>) -> Result<(), Inva
             }
         }
     }
-    if tools.len() > 1 {
-        let mut seen = HashSet::with_capacity(tools.len());
-        for (i, tool) in tools.iter().enumerate() {
-            if !seen.insert(tool.name.as_str()) {
-                return Err(InvalidRequest::new(
-                    format!("tools.{i}.name"),
-                    format!(
-                        "duplicate tool name {:?}; tool names must be unique",
-                        tool.name
-                    ),
-                ));
-            }
-        }
+    if let Some((i, tool)) = first_duplicate(tools) {
+        return Err(InvalidRequest::new(
+            format!("tools.{i}.name"),
+            format!(
+                "duplicate tool name {:?}; tool names must be unique",
+                tool.name
+            ),
+        ));
     }
     if let Some(ToolChoice::Tool { name, .. }) = choice
         && !tools.iter().any(|t| &t.name == name)
@@ -206,6 +201,25 @@ fn tools(tools: Option<&[Tool]>, choice: Option<&ToolChoice>) -> Result<(), Inva
         ));
     }
     Ok(())
+}
+
+/// Tools up to which duplicate names are found by comparing pairs (no
+/// allocation); above, with a set.
+const PAIRWISE_TOOLS: usize = 16;
+
+/// The first tool whose name an earlier tool already has.
+fn first_duplicate(tools: &[Tool]) -> Option<(usize, &Tool)> {
+    if tools.len() <= PAIRWISE_TOOLS {
+        return tools
+            .iter()
+            .enumerate()
+            .find(|(i, tool)| tools.iter().take(*i).any(|t| t.name == tool.name));
+    }
+    let mut seen = HashSet::with_capacity(tools.len());
+    tools
+        .iter()
+        .enumerate()
+        .find(|(_, tool)| !seen.insert(tool.name.as_str()))
 }
 
 /// The `tool_use` ids of one assistant turn and whether each was answered.

@@ -234,6 +234,16 @@ fn tool_definitions() {
             Some("tools.2.name: duplicate tool name \"a\""),
         ),
         (
+            "duplicate among many",
+            json!({"tools": (0..40).map(|i| read_tool(&format!("t{}", i % 39))).collect::<Vec<_>>()}),
+            Some("tools.39.name: duplicate tool name \"t0\""),
+        ),
+        (
+            "many distinct",
+            json!({"tools": (0..40).map(|i| read_tool(&format!("t{i}"))).collect::<Vec<_>>()}),
+            None,
+        ),
+        (
             "duplicate with a server tool",
             json!({"tools": [read_tool("web_search"), {"type": "web_search_20250305", "name": "web_search"}]}),
             Some("tools.1.name: duplicate"),
