@@ -8,6 +8,10 @@
 #
 #   QPS=5000 STREAM_QPS=1000 DURATION=20s WARMUP=3s examples/bench.sh
 #
+# BASELINE=path/to/an/older/abridge adds the rows `baseline` and
+# `baseline-stream`: that binary, on its own database and port, under the same
+# load in the same sitting, so a change's CPU cost is a ratio from one run.
+#
 # Every process it starts is killed on exit; every run is bounded by timeout.
 set -euo pipefail
 
@@ -19,6 +23,8 @@ WARMUP=${WARMUP:-3s}
 MOCK_PORT=${MOCK_PORT:-9100}
 FLOOR_PORT=${FLOOR_PORT:-9200}
 GW_PORT=${GW_PORT:-18080}
+BASE_PORT=${BASE_PORT:-18081}
+BASELINE=${BASELINE:-}
 HOST=127.0.0.1 # never anything else: benchmarks stay on loopback
 
 cd "$(dirname "$0")/.."
@@ -115,6 +121,19 @@ GW_PID=$!
 PIDS+=("$GW_PID")
 wait_for "http://$HOST:$GW_PORT/ready" "abridge" 30 "$GW_PID"
 
+if [[ -n $BASELINE ]]; then
+  [[ -x $BASELINE ]] || die "BASELINE=$BASELINE is not an executable"
+  say "starting the baseline $BASELINE on $HOST:$BASE_PORT"
+  BASE_KEY=$(ABRIDGE_DATABASE="sqlite://$TMP/baseline.db" timeout 60 "$BASELINE" keys create --name bench --json |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])') ||
+    die "$BASELINE keys create --name bench --json failed"
+  ABRIDGE_DATABASE="sqlite://$TMP/baseline.db" ABRIDGE_LISTEN="$HOST:$BASE_PORT" \
+    "$BASELINE" serve >"$TMP/baseline.log" 2>&1 &
+  BASE_PID=$!
+  PIDS+=("$BASE_PID")
+  wait_for "http://$HOST:$BASE_PORT/ready" "the baseline" 30 "$BASE_PID"
+fi
+
 run() { # NAME, loadtest flags... (RUN_QPS overrides QPS for one run)
   local name=$1
   local qps=${RUN_QPS:-$QPS}
@@ -143,12 +162,19 @@ run gateway --url "http://$HOST:$GW_PORT" --key "$KEY" --model claude-3-5-haiku-
   --watch-pid "$GW_PID"
 RUN_QPS=$STREAM_QPS run gateway-stream --url "http://$HOST:$GW_PORT" --key "$KEY" --model claude-3-5-haiku-latest \
   --stream --watch-pid "$GW_PID"
+if [[ -n $BASELINE ]]; then
+  run baseline --url "http://$HOST:$BASE_PORT" --key "$BASE_KEY" --model claude-3-5-haiku-latest \
+    --watch-pid "$BASE_PID"
+  RUN_QPS=$STREAM_QPS run baseline-stream --url "http://$HOST:$BASE_PORT" --key "$BASE_KEY" \
+    --model claude-3-5-haiku-latest --stream --watch-pid "$BASE_PID"
+fi
 
 python3 - "$TMP" <<'PY'
-import json, sys
+import json, os, sys
 tmp = sys.argv[1]
-names = ("direct", "direct-stream", "floor", "floor-stream", "gateway", "gateway-stream")
-runs = {n: json.load(open(f"{tmp}/{n}.json")) for n in names}
+names = ("direct", "direct-stream", "floor", "floor-stream", "gateway", "gateway-stream",
+         "baseline", "baseline-stream")
+runs = {n: json.load(open(f"{tmp}/{n}.json")) for n in names if os.path.exists(f"{tmp}/{n}.json")}
 
 def pct(r, key, field):
     return (r.get(key) or {}).get(field, float("nan"))
@@ -171,7 +197,10 @@ print()
 print(f"{'compared':<32}{'p50 ×':>9}{'p99 ×':>9}{'+p50 ms':>10}{'+p99 ms':>10}{'cpu ×':>8}")
 for name, base in (("floor", "direct"), ("gateway", "direct"), ("gateway", "floor"),
                    ("floor-stream", "direct-stream"), ("gateway-stream", "direct-stream"),
-                   ("gateway-stream", "floor-stream")):
+                   ("gateway-stream", "floor-stream"), ("gateway", "baseline"),
+                   ("gateway-stream", "baseline-stream")):
+    if name not in runs or base not in runs:
+        continue
     lat, ref = runs[name]["latency_ms"], runs[base]["latency_ms"]
     label = f"{name} vs {base}"
     if not lat or not ref:

@@ -21,16 +21,35 @@ pub enum Error {
     PermissionDenied(String),
     #[error("{0}")]
     NotFound(String),
+    /// The change contradicts the stored state (a duplicate, the last admin).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     RequestTooLarge(String),
+    /// The client did not send its whole request body in time.
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("{0}")]
     RateLimited(String),
-    /// No provider could take the request (all failed or all breakers open).
+    /// The gateway itself cannot take the request now.
     #[error("{0}")]
     Overloaded(String),
-    /// The upstream answered, but not with something we can pass on.
+    /// No upstream connection came free in time: our own 529, with a
+    /// `retry-after` for the client.
     #[error("{message}")]
-    BadUpstream { status: StatusCode, message: String },
+    Busy {
+        message: String,
+        retry_after: std::time::Duration,
+    },
+    /// The upstream's error (or its failure to answer usably), in
+    /// Anthropic's shape: the type follows the status ([`type_for_status`]);
+    /// `headers` are the upstream's to relay (`retry-after`, rate limits).
+    #[error("{message}")]
+    Upstream {
+        status: StatusCode,
+        message: String,
+        headers: HeaderMap,
+    },
     /// Bug or infrastructure failure; the client sees a generic message.
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
@@ -47,12 +66,14 @@ impl Error {
             Error::Authentication(_) => StatusCode::UNAUTHORIZED,
             Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
             Error::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Error::Overloaded(_) => {
+            Error::Overloaded(_) | Error::Busy { .. } => {
                 StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
             }
-            Error::BadUpstream { status, .. } => *status,
+            Error::Upstream { status, .. } => *status,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -64,17 +85,19 @@ impl Error {
             Error::Authentication(_) => "authentication_error",
             Error::PermissionDenied(_) => "permission_error",
             Error::NotFound(_) => "not_found_error",
+            Error::Conflict(_) => "conflict_error",
             Error::RequestTooLarge(_) => "request_too_large",
+            Error::RequestTimeout(_) => "timeout_error",
             Error::RateLimited(_) => "rate_limit_error",
-            Error::Overloaded(_) => "overloaded_error",
-            Error::BadUpstream { status, .. } if status.as_u16() == 504 => "timeout_error",
-            Error::BadUpstream { .. } | Error::Internal(_) => "api_error",
+            Error::Overloaded(_) | Error::Busy { .. } => "overloaded_error",
+            Error::Upstream { status, .. } => type_for_status(status.as_u16()),
+            Error::Internal(_) => "api_error",
         }
     }
 
     fn source_label(&self) -> &'static str {
         match self {
-            Error::BadUpstream { .. } | Error::Overloaded(_) => "upstream",
+            Error::Upstream { .. } => "upstream",
             _ => "gateway",
         }
     }
@@ -97,8 +120,27 @@ impl Error {
             "x-abridge-error-source",
             HeaderValue::from_static(self.source_label()),
         );
-        if matches!(self, Error::Authentication(_)) {
-            headers.insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        match &self {
+            Error::Authentication(_) => {
+                headers.insert("www-authenticate", HeaderValue::from_static("Bearer"));
+            }
+            Error::Busy { retry_after, .. } => {
+                let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                headers.insert("retry-after", HeaderValue::from(secs));
+            }
+            Error::Upstream {
+                headers: upstream, ..
+            } => {
+                for (name, value) in upstream {
+                    headers.append(name.clone(), value.clone());
+                }
+            }
+            _ => {}
+        }
+        if matches!(self, Error::RequestTimeout(_)) {
+            // The rest of the body may still be on its way: this connection
+            // cannot carry another request.
+            headers.insert("connection", HeaderValue::from_static("close"));
         }
         let mut response = (self.status(), headers, axum::Json(body)).into_response();
         if let Error::Internal(cause) = &self {
@@ -116,6 +158,23 @@ impl Error {
     }
 }
 
+/// Anthropic's `error.type` for an HTTP status (Anthropic's errors page:
+/// other 4xx are `invalid_request_error`, other 5xx `api_error`).
+pub fn type_for_status(status: u16) -> &'static str {
+    match status {
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        504 => "timeout_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
 impl IntoResponse for Error {
     /// The `/v1` rendering: Anthropic's envelope.
     fn into_response(self) -> Response {
@@ -126,7 +185,12 @@ impl IntoResponse for Error {
 
 impl From<crate::store::StoreError> for Error {
     fn from(e: crate::store::StoreError) -> Self {
-        Error::Internal(e.into())
+        use crate::store::StoreError;
+        match e {
+            StoreError::Conflict(message) => Error::Conflict(message),
+            StoreError::NotFound(message) => Error::NotFound(message),
+            other => Error::Internal(other.into()),
+        }
     }
 }
 
@@ -148,7 +212,9 @@ mod tests {
                 "authentication_error",
             ),
             (Error::NotFound("x".into()), 404, "not_found_error"),
+            (Error::Conflict("x".into()), 409, "conflict_error"),
             (Error::RequestTooLarge("x".into()), 413, "request_too_large"),
+            (Error::RequestTimeout("x".into()), 408, "timeout_error"),
             (Error::RateLimited("x".into()), 429, "rate_limit_error"),
             (Error::Overloaded("x".into()), 529, "overloaded_error"),
             (
@@ -161,6 +227,53 @@ mod tests {
             assert_eq!(err.status().as_u16(), status);
             assert_eq!(err.kind(), kind);
         }
+    }
+
+    #[test]
+    fn upstream_errors_take_anthropics_type_for_their_status() {
+        let table = [
+            (400, "invalid_request_error"),
+            (402, "billing_error"),
+            (403, "permission_error"),
+            (404, "not_found_error"),
+            (409, "invalid_request_error"),
+            (413, "request_too_large"),
+            (422, "invalid_request_error"),
+            (429, "rate_limit_error"),
+            (500, "api_error"),
+            (502, "api_error"),
+            (503, "overloaded_error"),
+            (504, "timeout_error"),
+            (529, "overloaded_error"),
+        ];
+        for (status, kind) in table {
+            let mut headers = HeaderMap::new();
+            headers.insert("retry-after", HeaderValue::from_static("7"));
+            let err = Error::Upstream {
+                status: StatusCode::from_u16(status).unwrap(),
+                message: "upstream said no".into(),
+                headers,
+            };
+            assert_eq!((err.status().as_u16(), err.kind()), (status, kind));
+            let response = err.into_response();
+            assert_eq!(response.headers()["retry-after"], "7");
+            assert_eq!(response.headers()["x-abridge-error-source"], "upstream");
+        }
+    }
+
+    #[test]
+    fn busy_is_our_own_529_with_retry_after() {
+        let err = Error::Busy {
+            message: "busy".into(),
+            retry_after: std::time::Duration::from_millis(2500),
+        };
+        assert_eq!(
+            (err.status().as_u16(), err.kind()),
+            (529, "overloaded_error")
+        );
+        let response = err.into_response();
+        assert_eq!(response.headers()["retry-after"], "3");
+        assert_eq!(response.headers()["x-abridge-error-source"], "gateway");
     }
 
     #[test]

@@ -7,11 +7,13 @@
 //! - [`error`]: the crate's error enum and its Anthropic / admin JSON renderings.
 //! - [`store`]: SQLite (WAL) through tokio-rusqlite: migrations, one file per
 //!   table family, the batching request-log writer.
-//! - [`secrets`]: key generation and loading, AES-256-GCM sealing, argon2id.
+//! - [`secrets`]: key generation and loading (environment or the first-run
+//!   key file), session JWTs, AES-256-GCM sealing, argon2id.
 //! - [`cache`]: the in-process key cache in front of the store.
 //! - [`upstream`]: the shared HTTP client, providers, routing, breakers, retries.
 //! - [`protocol`]: pure Anthropic ⇄ OpenAI conversion and token counting.
-//! - [`server`]: axum routers, authentication extractors, shutdown.
+//! - [`server`]: axum routers (`/v1`, the `/api` admin API, probes),
+//!   authentication extractors, shutdown.
 //! - [`telemetry`]: the tracing subscriber.
 //! - [`loadtest`]: the open-loop load generator behind `abridge loadtest`.
 

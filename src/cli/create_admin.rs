@@ -61,7 +61,7 @@ pub async fn run(overrides: Overrides, args: Args) -> anyhow::Result<ExitCode> {
     let user = store.create_user(&email, &hash, Role::Admin).await?;
     store
         .audit(
-            AuditEntry::new("cli", "user.create")
+            AuditEntry::cli("user.create")
                 .target(&user.email)
                 .detail("role=admin"),
         )

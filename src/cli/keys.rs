@@ -81,7 +81,7 @@ pub async fn run(overrides: Overrides, command: Command) -> anyhow::Result<ExitC
             let created = store.create_api_key(name, None, expires_at).await?;
             store
                 .audit(
-                    AuditEntry::new("cli", "key.create")
+                    AuditEntry::cli("key.create")
                         .target(&created.record.prefix)
                         .detail(format!("name={name}")),
                 )
@@ -122,7 +122,7 @@ pub async fn run(overrides: Overrides, command: Command) -> anyhow::Result<ExitC
         Command::Revoke { key } => {
             let revoked = store.revoke_api_key(&key).await?;
             store
-                .audit(AuditEntry::new("cli", "key.revoke").target(&revoked.prefix))
+                .audit(AuditEntry::cli("key.revoke").target(&revoked.prefix))
                 .await?;
             println!(
                 "revoked key {} ({}, id {})",

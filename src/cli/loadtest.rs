@@ -148,6 +148,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_keepalive_connections: concurrency,
         max_connections: concurrency,
         keepalive_expiry: Duration::from_secs(90),
+        ..HttpSettings::default()
     })
     .context("cannot build the HTTP client")?;
 

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use super::UsageError;
 use crate::config::Overrides;
-use crate::secrets::Secrets;
 use crate::server::bootstrap;
 use crate::store::AuditEntry;
+use crate::upstream::catalog::Catalog;
 use crate::upstream::{HttpClient, Router, probe, provider, sources};
 
 /// Manage upstream providers (stored in the database; a providers file can add more).
@@ -42,13 +42,13 @@ pub enum Command {
 
 pub async fn run(overrides: Overrides, command: Command) -> anyhow::Result<ExitCode> {
     let settings = super::settings(&overrides)?;
-    let secrets = Secrets::load(&settings.secrets)?;
+    let secrets = bootstrap::load_secrets(&settings)?;
     let (store, _) = bootstrap::open_store(&settings).await?;
+    let catalog = Catalog::new(&settings.catalog)?;
     // List and test see what a server would: the store plus the providers file.
     let load = || async {
-        let router = Router::new(&settings.routing);
-        let file = settings.server.providers_file.as_deref();
-        sources::load_all(&router, &store, &secrets.sealer, file)
+        let router = Router::new(&settings.routing, catalog.clone());
+        sources::load_all(&router, &store, &secrets.sealer, &settings)
             .await
             .map(|()| router)
     };
@@ -60,12 +60,22 @@ pub async fn run(overrides: Overrides, command: Command) -> anyhow::Result<ExitC
                 )
                 .into());
             }
-            let specs = provider::load_file(&file).map_err(UsageError)?;
+            let loaded = provider::load_file(&file).map_err(UsageError)?;
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
+            if loaded.routing != crate::config::FileRouting::default() {
+                eprintln!(
+                    "warning: {}: fallback_strategy and circuit_breaker are not imported; set routing.* in abridge.toml (or ABRIDGE_STRATEGY, ABRIDGE_BREAKER_*) or use the file as ABRIDGE_PROVIDERS",
+                    file.display()
+                );
+            }
+            let specs = loaded.providers;
             for spec in &specs {
                 store.upsert_provider(spec, &secrets.sealer).await?;
                 store
                     .audit(
-                        AuditEntry::new("cli", "provider.upsert")
+                        AuditEntry::cli("provider.upsert")
                             .target(&spec.name)
                             .detail(format!("from {}", file.display())),
                     )

@@ -5,7 +5,8 @@
 //!
 //! Decisions:
 //! - A body that is not JSON, is HTML, carries `error`, or has no choice is an
-//!   [`UpstreamInvalid`] error: never a fabricated empty success.
+//!   [`UpstreamInvalid`] error: never a fabricated empty success. Dispatch
+//!   treats it as a failed attempt (the next candidate, or a 502).
 //! - Block order: thinking (from `reasoning_content`/`reasoning`, signature
 //!   `""` since OpenAI providers have none), text, then tool calls. With no
 //!   block at all the content is one empty text block, so clients reading
@@ -41,7 +42,8 @@ pub struct ResponseContext<'a> {
     pub stop_sequences: &'a [String],
 }
 
-/// The upstream answered something we cannot turn into a message.
+/// The upstream answered something we cannot turn into a message (or a
+/// stream that is not a whole one).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamInvalid {
     #[error("upstream returned an HTML page instead of JSON")]
@@ -52,6 +54,23 @@ pub enum UpstreamInvalid {
     NoChoices,
     #[error("upstream error: {0}")]
     Error(String),
+    /// A stream that ended (without `[DONE]`, `finish_reason` or
+    /// `message_stop`) before the answer was complete.
+    #[error("upstream stream ended before the answer was complete")]
+    Truncated,
+}
+
+impl UpstreamInvalid {
+    /// Low-cardinality label for `request_logs.error_kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamInvalid::Html | UpstreamInvalid::NotJson(_) | UpstreamInvalid::NoChoices => {
+                "invalid_response"
+            }
+            UpstreamInvalid::Error(_) => "upstream_error",
+            UpstreamInvalid::Truncated => "incomplete_response",
+        }
+    }
 }
 
 /// Converts a non-streaming chat-completion body.

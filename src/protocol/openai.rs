@@ -254,7 +254,8 @@ pub struct PromptTokensDetails {
 }
 
 /// One streamed `chat.completion.chunk`. `choices` is empty on the final
-/// usage-only chunk sent when `stream_options.include_usage` is set.
+/// usage-only chunk sent when `stream_options.include_usage` is set, and on
+/// Azure OpenAI's first chunk, which carries `prompt_filter_results`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatChunk {
     #[serde(default)]
@@ -265,6 +266,8 @@ pub struct ChatChunk {
     pub usage: Option<ChatUsage>,
     #[serde(default)]
     pub error: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_filter_results: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -21,6 +21,17 @@
 //! Argument fragments for a call whose block was already closed could only
 //! follow a complete JSON value; they are dropped.
 //!
+//! Broken streams are never reported as complete answers: a chunk that is
+//! not JSON or carries `error` is an error ([`StreamConverter::push`]); so
+//! is a chunk without choices before the first chunk with one (usage-only
+//! chunks after it are normal, and Azure's `prompt_filter_results` opening
+//! chunk is skipped), and `[DONE]` before any choice. At the end of the
+//! upstream body, [`StreamConverter::end`] refuses a stream that had
+//! neither `[DONE]` nor a `finish_reason`. The caller then sends an `error`
+//! event instead of `message_delta` + `message_stop`. [`opening`] applies
+//! the same rules to a stream's first chunks, so dispatch can fail over
+//! before anything reached the client.
+//!
 //! Not emitted here: `ping` (the server sends [`Event::ping`] after
 //! `message_start` and as keep-alive). Thinking signatures are never
 //! fabricated: a `signature_delta` is sent only when the upstream delta
@@ -131,6 +142,62 @@ struct ToolCall {
     unsent: String,
 }
 
+/// Whether a stream's chunks so far open a valid answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    /// A chunk with a choice: the answer has begun.
+    Ready,
+    /// A chunk that may precede the first choice (Azure's filter results).
+    NeedMore,
+}
+
+/// Checks one `data:` payload seen before any chunk with a choice (see the
+/// module doc): dispatch commits to a stream only once this says `Ready`.
+pub fn opening(data: &str) -> Result<Opening, UpstreamInvalid> {
+    let data = data.trim();
+    if data.is_empty() {
+        return Ok(Opening::NeedMore);
+    }
+    if data == "[DONE]" {
+        return Err(UpstreamInvalid::NoChoices);
+    }
+    /// Only what the check needs, read without allocating.
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(default)]
+        choices: Option<Vec<serde::de::IgnoredAny>>,
+        #[serde(default)]
+        error: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        prompt_filter_results: Option<serde::de::IgnoredAny>,
+    }
+    let head: Head = super::from_openai::parse_json(data.as_bytes())?;
+    if head.error.is_some() {
+        // Rare: parse again for the message.
+        let chunk: ChatChunk = super::from_openai::parse_json(data.as_bytes())?;
+        return chunk_opening(&chunk);
+    }
+    match (
+        head.choices.is_some_and(|c| !c.is_empty()),
+        head.prompt_filter_results,
+    ) {
+        (true, _) => Ok(Opening::Ready),
+        (false, Some(_)) => Ok(Opening::NeedMore),
+        (false, None) => Err(UpstreamInvalid::NoChoices),
+    }
+}
+
+fn chunk_opening(chunk: &ChatChunk) -> Result<Opening, UpstreamInvalid> {
+    if let Some(error) = &chunk.error {
+        return Err(UpstreamInvalid::Error(error_message(error)));
+    }
+    match (chunk.choices.is_empty(), &chunk.prompt_filter_results) {
+        (false, _) => Ok(Opening::Ready),
+        (true, Some(_)) => Ok(Opening::NeedMore),
+        (true, None) => Err(UpstreamInvalid::NoChoices),
+    }
+}
+
 /// Converts one upstream stream. Create one per response.
 #[derive(Debug)]
 pub struct StreamConverter {
@@ -139,6 +206,8 @@ pub struct StreamConverter {
     message_id: String,
     started: bool,
     finished: bool,
+    /// A chunk with a choice has arrived (see [`opening`]).
+    opened: bool,
     next_index: u32,
     open: Open,
     tools: Vec<ToolCall>,
@@ -166,6 +235,7 @@ impl StreamConverter {
             message_id,
             started: false,
             finished: false,
+            opened: false,
             next_index: 0,
             open: Open::None,
             tools: Vec::new(),
@@ -202,11 +272,20 @@ impl StreamConverter {
             return Ok(Vec::new());
         }
         if data == "[DONE]" {
+            if !self.opened {
+                return Err(UpstreamInvalid::NoChoices);
+            }
             return Ok(self.finish());
         }
         let chunk: ChatChunk = super::from_openai::parse_json(data.as_bytes())?;
         if let Some(error) = &chunk.error {
             return Err(UpstreamInvalid::Error(error_message(error)));
+        }
+        if !self.opened {
+            match chunk_opening(&chunk)? {
+                Opening::NeedMore => return Ok(Vec::new()),
+                Opening::Ready => self.opened = true,
+            }
         }
         let mut out = Vec::new();
         if let Some(usage) = chunk.usage {
@@ -240,9 +319,21 @@ impl StreamConverter {
         Ok(out)
     }
 
+    /// The upstream body ended. A stream that sent `[DONE]` or a
+    /// `finish_reason` is complete ([`StreamConverter::finish`]); any other
+    /// was cut off, and is an error rather than a complete-looking answer.
+    pub fn end(&mut self) -> Result<Vec<Event>, UpstreamInvalid> {
+        if self.finished {
+            return Ok(Vec::new());
+        }
+        if self.finish_reason.is_none() {
+            return Err(UpstreamInvalid::Truncated);
+        }
+        Ok(self.finish())
+    }
+
     /// Ends the stream: flushes queued work, closes the open block and sends
-    /// `message_delta` + `message_stop`. Idempotent; also covers a stream
-    /// that ended without `[DONE]`.
+    /// `message_delta` + `message_stop`. Idempotent.
     pub fn finish(&mut self) -> Vec<Event> {
         let mut out = Vec::new();
         if self.finished {

@@ -636,3 +636,65 @@ proptest! {
         assert_invariants(&events);
     }
 }
+
+#[test]
+fn a_stream_without_an_answer_is_an_error_not_an_empty_message() {
+    let mut conv = StreamConverter::new(ctx());
+    assert_eq!(
+        conv.push(&usage_only(5, 0)),
+        Err(UpstreamInvalid::NoChoices)
+    );
+    let mut conv = StreamConverter::new(ctx());
+    assert_eq!(conv.push(&done()), Err(UpstreamInvalid::NoChoices));
+    let mut conv = StreamConverter::new(ctx());
+    let azure = json!({"choices": [], "prompt_filter_results": [{"prompt_index": 0}]});
+    assert_eq!(
+        conv.push(&azure.to_string()),
+        Ok(vec![]),
+        "skipped, not started"
+    );
+    assert_eq!(conv.push(&text("hi")).map(|e| e.is_empty()), Ok(false));
+    assert!(
+        conv.push(&usage_only(5, 1)).is_ok(),
+        "usage after content is normal"
+    );
+}
+
+#[test]
+fn an_end_without_done_or_finish_reason_is_truncated() {
+    let mut conv = StreamConverter::new(ctx());
+    let _ = conv.push(&text("partial"));
+    assert_eq!(conv.end(), Err(UpstreamInvalid::Truncated));
+    let mut conv = StreamConverter::new(ctx());
+    let _ = conv.push(&text("whole"));
+    let _ = conv.push(&finish("stop"));
+    let events = conv.end().unwrap();
+    assert_eq!(events.last().map(|e| e.name), Some("message_stop"));
+    assert_eq!(conv.end(), Ok(vec![]), "idempotent");
+    let mut conv = StreamConverter::new(ctx());
+    let _ = conv.push(&text("x"));
+    let _ = conv.push(&done());
+    assert_eq!(conv.end(), Ok(vec![]), "[DONE] already finished it");
+}
+
+#[test]
+fn openings_follow_the_same_rules() {
+    use super::Opening::{NeedMore, Ready};
+    let azure = json!({"choices": [], "prompt_filter_results": []}).to_string();
+    let error = json!({"error": {"message": "boom"}}).to_string();
+    let cases: &[(&str, Result<Opening, UpstreamInvalid>)] = &[
+        (&text("hi"), Ok(Ready)),
+        (&finish("stop"), Ok(Ready)),
+        (&azure, Ok(NeedMore)),
+        ("", Ok(NeedMore)),
+        (&usage_only(1, 0), Err(UpstreamInvalid::NoChoices)),
+        (r#"{"choices": null}"#, Err(UpstreamInvalid::NoChoices)),
+        ("[DONE]", Err(UpstreamInvalid::NoChoices)),
+        (&error, Err(UpstreamInvalid::Error("boom".into()))),
+        ("<html>", Err(UpstreamInvalid::Html)),
+    ];
+    for (data, expected) in cases {
+        assert_eq!(&opening(data), expected, "{data}");
+    }
+    assert!(matches!(opening("{nope"), Err(UpstreamInvalid::NotJson(_))));
+}

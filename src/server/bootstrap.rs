@@ -1,12 +1,16 @@
 //! Start-up steps shared by `serve`, `init-db` and the CLI's store commands:
-//! open and migrate the store, make sure an admin exists, build `AppState`.
+//! load the secrets (from the first-run key file when the settings have
+//! none), open and migrate the store, make sure an admin exists, build
+//! `AppState`.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::admin::Identity;
 use super::auth::KeyCache;
 use super::{App, AppState};
 use crate::config::Settings;
@@ -56,6 +60,7 @@ pub async fn ensure_admin(store: &Store, settings: &Settings) -> anyhow::Result<
     store
         .audit(
             AuditEntry::new("bootstrap", "user.create")
+                .client_addr("local")
                 .target(&user.email)
                 .detail("role=admin"),
         )
@@ -78,9 +83,28 @@ pub async fn ensure_admin(store: &Store, settings: &Settings) -> anyhow::Result<
     Ok(())
 }
 
-/// Everything `serve` needs, built from settings.
-pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
-    let secrets = Secrets::load(&settings.secrets)?;
+/// Where the first-run key file lives: beside a SQLite database file. An
+/// in-memory database has no such place, and neither has a server
+/// database, whose replicas must share keys through the environment.
+pub fn keyfile_path(settings: &Settings) -> Option<PathBuf> {
+    let url = DbUrl::parse(&settings.database.url).ok()?;
+    let name = url.path.to_str()?;
+    if name == ":memory:" || name.starts_with("file::memory:") {
+        return None;
+    }
+    let dir = url.path.parent().unwrap_or_else(|| Path::new(""));
+    Some(dir.join(crate::secrets::keyfile::FILE_NAME))
+}
+
+/// Loads `JWT_SECRET_KEY` and `ENCRYPTION_KEY` as `serve` and the CLI both
+/// must (the same keys, or sealed values would not open), and says where
+/// they came from: one line for the key file, a loud warning for
+/// ephemeral keys.
+pub fn load_secrets(settings: &Settings) -> anyhow::Result<Secrets> {
+    let secrets = Secrets::load_with_file(&settings.secrets, keyfile_path(settings).as_deref())?;
+    if let Some(line) = secrets.keyfile_note() {
+        crate::note!("{line}");
+    }
     let warnings = secrets.warnings();
     if !warnings.is_empty() {
         let bar = "!".repeat(72);
@@ -90,6 +114,12 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         }
         crate::note!("{bar}\n");
     }
+    Ok(secrets)
+}
+
+/// Everything `serve` needs, built from settings.
+pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
+    let secrets = load_secrets(&settings)?;
     let (store, report) = open_store(&settings).await?;
     if report.changed() {
         tracing::info!(from = report.from, to = report.to, "database migrated");
@@ -98,19 +128,15 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
     let http = HttpClient::new(&settings.http).context("cannot build the HTTP client")?;
-    let router = Router::new(&settings.routing);
-    crate::upstream::sources::load_all(
-        &router,
-        &store,
-        &secrets.sealer,
-        settings.server.providers_file.as_deref(),
-    )
-    .await?;
+    let catalog = crate::upstream::catalog::Catalog::new(&settings.catalog)?;
+    let router = Router::new(&settings.routing, catalog);
+    crate::upstream::sources::load_all(&router, &store, &secrets.sealer, &settings).await?;
     if let Some(path) = settings.server.providers_file.clone() {
         crate::upstream::sources::watch(
             router.clone(),
             store.clone(),
             secrets.sealer.clone(),
+            settings.clone(),
             path,
             &tracker,
             shutdown.clone(),
@@ -118,6 +144,15 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     }
     let logs = LogWriter::spawn(store.clone(), &tracker, shutdown.clone());
     let keys = KeyCache::new(store.clone(), &tracker, shutdown.clone());
+    let identity = Identity::start(
+        &settings,
+        secrets.jwt.clone(),
+        store.clone(),
+        &tracker,
+        shutdown.clone(),
+    )
+    .await
+    .context("cannot load the users")?;
     Ok(AppState(Arc::new(App {
         settings,
         store,
@@ -126,6 +161,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         http,
         router,
         signatures: Default::default(),
+        identity,
         logs,
         tracker,
         shutdown,

@@ -1,12 +1,16 @@
-//! The HTTP server: `AppState`, the routers (`proxy` for `/v1/*`, `probes` for
-//! `/health` and `/ready`), authentication extractors, graceful shutdown.
+//! The HTTP server: `AppState`, the routers (`proxy` for `/v1/*`, `admin` for
+//! `/api/*`, `probes` for `/health` and `/ready`), authentication
+//! extractors, the accept loop with its bounds on client connections
+//! (`connection`), graceful shutdown.
 //!
 //! [`run`] takes its listener and its shutdown future as arguments, so the
 //! binary and the tests start the server the same way.
 
+pub mod admin;
 pub mod auth;
 mod blocking;
 pub mod bootstrap;
+mod connection;
 mod probes;
 mod proxy;
 mod relay;
@@ -20,6 +24,7 @@ use axum::extract::{FromRef, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -44,6 +49,9 @@ pub struct App {
     pub router: Router,
     /// Which provider family issued each thinking signature seen.
     pub signatures: SignatureBook,
+    /// Admin API identity: session keys, users' token versions, login
+    /// throttles, single sign-on.
+    pub identity: admin::Identity,
     /// Queue to the batching request-log writer.
     pub logs: LogWriter,
     /// Background tasks that must finish before exit (log writer, watchers).
@@ -83,6 +91,7 @@ pub fn router(state: AppState) -> axum::Router {
     axum::Router::new()
         .merge(probes::router())
         .merge(proxy::router(body_limit))
+        .merge(admin::router(&state))
         .fallback(proxy::not_found)
         .layer(axum::middleware::from_fn(log_internal_errors))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
@@ -108,41 +117,85 @@ async fn log_internal_errors(request: Request, next: Next) -> Response {
 /// The accept loop is ours rather than `axum::serve` so that connections
 /// still open at the drain limit can be aborted *before* the log writer
 /// stops: aborting drops their handlers, whose `LogGuard`s then queue a
-/// record for every cut-off request, and nothing is lost.
+/// record for every cut-off request, and nothing is lost. It also bounds
+/// what clients can hold: at most `server.max_client_connections` open at
+/// once (the next one waits in the listen backlog until one closes), writes
+/// that stay blocked past `server.write_timeout` close their connection
+/// (`connection::WriteDeadline`), and failing `accept` calls back off
+/// (`connection::AcceptBackoff`).
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let drain_limit = state.settings.server.shutdown_timeout;
+    let server = &state.settings.server;
+    let drain_limit = server.shutdown_timeout;
+    let write_timeout = server.write_timeout;
+    let slots = Arc::new(Semaphore::new(server.max_client_connections));
     let app = router(state.clone());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
+    let mut backoff = connection::AcceptBackoff::default();
     tokio::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut shutdown => break,
+    // Warn once per episode of saturation, not once per waiting connection.
+    let mut saturated = false;
+    'serve: loop {
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                saturated = false;
+                slot
+            }
+            Err(_) => {
+                if !std::mem::replace(&mut saturated, true) {
+                    tracing::warn!(
+                        limit = server.max_client_connections,
+                        "client connection limit reached; new connections wait (ABRIDGE_MAX_CLIENT_CONNECTIONS)"
+                    );
+                }
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => slot?,
+                    () = &mut shutdown => break,
+                }
+            }
         };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
-            Err(e) => {
-                // Out of file descriptors and the like: back off, keep serving.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+        let (tcp, peer) = loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = &mut shutdown => break 'serve,
+            };
+            match accepted {
+                Ok((tcp, peer)) => {
+                    backoff.succeeded();
+                    break (tcp, peer);
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    let delay = backoff.after_error(&e);
+                    tracing::warn!(error = %e, ?delay, "accept failed");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = &mut shutdown => break 'serve,
+                    }
+                }
             }
         };
         // Small SSE writes must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let io = connection::WriteDeadline::new(tcp, write_timeout);
+        // The peer address, for the admin API's audit log and login throttle.
+        let app = tower_http::add_extension::AddExtension::new(
+            app.clone(),
+            axum::extract::ConnectInfo(peer),
+        );
+        let service = hyper_util::service::TowerToHyperService::new(app);
         // The timer enables hyper's 30 s header-read timeout (slow clients).
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
-            .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+            .serve_connection(hyper_util::rt::TokioIo::new(io), service);
         let connection = graceful.watch(connection);
         connections.spawn(async move {
             let _ = connection.await;
+            drop(slot);
         });
         while connections.try_join_next().is_some() {}
     }

@@ -1,15 +1,25 @@
 //! `/v1/*`: the Anthropic Messages API.
 //!
 //! Handlers authenticate (`ClientKey`), validate with `protocol`, ask the
-//! router for candidates and hand them to `upstream::dispatch`. OpenAI-format
-//! answers are converted (`protocol`); Anthropic-format answers are passed
-//! through unchanged. Streams are relayed by [`super::relay`]. Every request
-//! leaves one `LogRecord`. No SQL and no conversion logic lives here.
+//! router for candidates and hand them, with an `upstream::request::Outgoing`
+//! describing the request, to `upstream::dispatch`. OpenAI-format answers
+//! are converted (`protocol`); Anthropic-format answers are passed through
+//! unchanged. Streams are relayed by [`super::relay`]. Every request leaves
+//! one `LogRecord`. No SQL and no conversion logic lives here.
+//!
+//! Upstream errors reach the client as the upstream gave them: status,
+//! message, `retry-after` and `anthropic-ratelimit-*` (passthrough: the body
+//! byte for byte; OpenAI format: in Anthropic's shape with Anthropic's type
+//! for the status). Two exceptions, because the client did nothing wrong
+//! that it could fix by logging in again: credentials refused by the
+//! upstream (401/403) become `502 api_error` naming the provider, and a 403
+//! about the request's content becomes `400 invalid_request_error`.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, Path, Query, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,14 +31,13 @@ use super::auth::ClientKey;
 use super::relay::{self, LogGuard};
 use crate::error::Error;
 use crate::protocol::{self, anthropic};
-use crate::store::LogRecord;
+use crate::store::{Endpoint, LogRecord};
+use crate::upstream::catalog;
 use crate::upstream::dispatch::{self, DispatchError, Dispatched, Mode};
 use crate::upstream::provider::ApiFormat;
-use crate::upstream::router::{Candidate, RouteError, Router};
-use crate::upstream::signatures::SignatureBook;
-
-/// Anthropic API version sent upstream when the client sends none.
-pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+use crate::upstream::request::Outgoing;
+use crate::upstream::retry::Outcome;
+use crate::upstream::router::{Candidate, RouteError, Router, shown_model};
 
 pub fn router(body_limit: usize) -> axum::Router<AppState> {
     axum::Router::new()
@@ -54,159 +63,68 @@ pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Respon
     Error::Internal(anyhow::anyhow!("handler panicked")).into_response()
 }
 
-/// The raw request body, with over-limit and unreadable bodies turned into
-/// Anthropic errors instead of axum's plain-text ones.
+/// The raw request body, with over-limit, unreadable and too-slow bodies
+/// turned into Anthropic errors instead of axum's plain-text ones. The whole
+/// body must arrive within `server.body_timeout`, so a client cannot hold a
+/// handler by trickling or stalling its upload.
 pub struct RawBody(pub Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for RawBody {
+impl<S: Send + Sync> FromRequest<S> for RawBody
+where
+    AppState: FromRef<S>,
+{
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        Bytes::from_request(req, state)
+        let limit = AppState::from_ref(state).settings.server.body_timeout;
+        let read = tokio::time::timeout(limit, Bytes::from_request(req, state))
             .await
-            .map(RawBody)
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    Error::RequestTooLarge(
-                        "request body is larger than the gateway accepts (ABRIDGE_MAX_BODY_BYTES)"
-                            .into(),
-                    )
-                } else {
-                    Error::InvalidRequest(format!(
-                        "cannot read the request body: {}",
-                        rejection.body_text()
-                    ))
-                }
-            })
+            .map_err(|_| {
+                Error::RequestTimeout(format!(
+                    "the request body did not arrive within {} (ABRIDGE_BODY_TIMEOUT)",
+                    humantime::format_duration(limit)
+                ))
+            })?;
+        read.map(RawBody).map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Error::RequestTooLarge(
+                    "request body is larger than the gateway accepts (ABRIDGE_MAX_BODY_BYTES)"
+                        .into(),
+                )
+            } else {
+                Error::InvalidRequest(format!(
+                    "cannot read the request body: {}",
+                    rejection.body_text()
+                ))
+            }
+        })
     }
 }
 
 fn route_error(e: RouteError) -> Error {
     match e {
         RouteError::UnknownModel(_) => Error::NotFound(e.to_string()),
-        RouteError::AllOpen(_) => Error::Overloaded(e.to_string()),
     }
 }
 
+/// The client's error when dispatch ended without an answer to relay.
 fn dispatch_error(e: &DispatchError) -> Error {
+    let upstream = |status: StatusCode| Error::Upstream {
+        status,
+        message: e.to_string(),
+        headers: HeaderMap::new(),
+    };
     match e {
-        DispatchError::Timeout { .. } => Error::BadUpstream {
-            status: StatusCode::GATEWAY_TIMEOUT,
+        DispatchError::Timeout { .. } => upstream(StatusCode::GATEWAY_TIMEOUT),
+        DispatchError::Busy(busy) => Error::Busy {
             message: e.to_string(),
+            retry_after: busy.waited,
         },
-        DispatchError::NoneAvailable => Error::Overloaded(e.to_string()),
         DispatchError::Build(m) => Error::InvalidRequest(m.clone()),
-        DispatchError::Connect { .. } | DispatchError::Rejected { .. } => Error::BadUpstream {
-            status: StatusCode::BAD_GATEWAY,
-            message: e.to_string(),
-        },
-    }
-}
-
-/// Everything needed to build the upstream request for any candidate.
-struct Outgoing<'a> {
-    /// The validated request; needed to convert for OpenAI-format providers.
-    typed: Option<&'a anthropic::MessagesRequest>,
-    /// The body as sent, passed on to Anthropic-format providers.
-    raw: &'a [u8],
-    /// `raw` parsed, on first use only: OpenAI-format candidates never need it.
-    parsed: std::sync::OnceLock<serde_json::Map<String, serde_json::Value>>,
-    client_headers: &'a HeaderMap,
-    /// Anthropic path: `/messages` or `/messages/count_tokens`.
-    path: &'static str,
-    stream: bool,
-    /// Signature issuers, to keep foreign signed thinking away from a provider.
-    signatures: &'a SignatureBook,
-}
-
-impl Outgoing<'_> {
-    /// Builds the upstream request for one candidate and key.
-    fn build(
-        &self,
-        http: &reqwest::Client,
-        candidate: &Candidate,
-        key: Option<&crate::config::Secret>,
-    ) -> Result<reqwest::RequestBuilder, String> {
-        let spec = &candidate.upstream.spec;
-        let mut builder = match spec.api_format {
-            ApiFormat::Openai => {
-                let target = protocol::to_openai::Target {
-                    model: &candidate.model,
-                    max_tokens_limit: spec.max_tokens_limit,
-                    stream: self.stream,
-                    reasoning_efforts: &spec.reasoning_efforts,
-                };
-                let request = self
-                    .typed
-                    .ok_or("this endpoint is not available on OpenAI-format providers")?;
-                let chat =
-                    protocol::to_openai::to_openai(request, &target).map_err(|e| e.to_string())?;
-                let body = serde_json::to_vec(&chat).map_err(|e| e.to_string())?;
-                let mut b = http
-                    .post(candidate.upstream.url("/chat/completions")?)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body);
-                if let Some(key) = key {
-                    b = b.bearer_auth(key.expose());
-                }
-                b
-            }
-            ApiFormat::Anthropic => {
-                let mut body = self.parsed.get_or_init(|| raw_object(self.raw)).clone();
-                if protocol::thinking::has_thinking(&body) {
-                    let family = &candidate.upstream.family;
-                    let removed = protocol::thinking::strip_unaccepted(&mut body, |sig| {
-                        self.signatures.accepts(sig, family)
-                    });
-                    if removed > 0 {
-                        tracing::debug!(provider = %spec.name, removed, "dropped thinking blocks signed elsewhere");
-                    }
-                }
-                body.insert(
-                    "model".into(),
-                    serde_json::Value::String(candidate.model.clone()),
-                );
-                let bytes = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
-                let version = self
-                    .client_headers
-                    .get("anthropic-version")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or(DEFAULT_ANTHROPIC_VERSION);
-                let mut b = http
-                    .post(candidate.upstream.url(self.path)?)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .header("anthropic-version", version)
-                    .body(bytes);
-                for value in self.client_headers.get_all("anthropic-beta") {
-                    b = b.header("anthropic-beta", value.as_bytes());
-                }
-                if let Some(key) = key
-                    && !spec
-                        .custom_headers
-                        .keys()
-                        .any(|h| h.eq_ignore_ascii_case("authorization"))
-                {
-                    b = b.header("x-api-key", key.expose());
-                }
-                b
-            }
-        };
-        for (name, value) in &spec.custom_headers {
-            let value = match key {
-                Some(key) => value.replace("${API_KEY}", key.expose()),
-                None => value.clone(),
-            };
-            builder = builder.header(name.as_str(), value);
-        }
-        Ok(builder)
-    }
-}
-
-/// The request body as a JSON object, kept whole for passthrough.
-fn raw_object(body: &[u8]) -> serde_json::Map<String, serde_json::Value> {
-    match serde_json::from_slice(body) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => serde_json::Map::new(),
+        DispatchError::Connect { .. }
+        | DispatchError::Invalid { .. }
+        | DispatchError::Redirect { .. }
+        | DispatchError::TooLarge { .. } => upstream(StatusCode::BAD_GATEWAY),
     }
 }
 
@@ -252,7 +170,7 @@ async fn messages(
         }
     };
     let stream = request.stream.unwrap_or(false);
-    guard.record_mut().alias = request.model.clone();
+    guard.record_mut().alias = shown_model(&request.model).to_owned();
     guard.record_mut().stream = stream;
     let conversation = conversation_key(&state, &request);
     let candidates = match state.router.candidates(&request.model, conversation) {
@@ -264,23 +182,37 @@ async fn messages(
     } else {
         Mode::Buffered
     };
-    let outgoing = Outgoing {
-        typed: Some(&request),
-        raw: &body,
-        parsed: Default::default(),
-        client_headers: &headers,
-        path: "/messages",
+    let outgoing = Outgoing::new(
+        Some(&request),
+        &body,
+        &headers,
+        "/messages",
         stream,
-        signatures: &state.signatures,
+        &state.signatures,
+    );
+    let stop_sequences = request.stop_sequences.as_deref().unwrap_or_default();
+    let ctx = protocol::from_openai::ResponseContext {
+        model: &request.model,
+        stop_sequences,
     };
-    let build =
-        |c: &Candidate, k: Option<&crate::config::Secret>| outgoing.build(state.http.inner(), c, k);
+    // A whole answer is checked (converted, or parsed) before dispatch takes
+    // it; what the check made of the answer dispatch returns is kept here.
+    let mut converted: Option<anthropic::MessagesResponse> = None;
+    let mut parsed: Option<serde_json::Value> = None;
+    let mut accept = |candidate: &Candidate, bytes: &Bytes| {
+        match candidate.upstream.spec.api_format {
+            ApiFormat::Openai => converted = Some(protocol::from_openai(bytes, &ctx)?),
+            ApiFormat::Anthropic => parsed = Some(passthrough_json(bytes)?),
+        }
+        Ok(())
+    };
     let answer = match dispatch::dispatch(
         &state.http,
-        candidates,
+        &candidates,
+        &outgoing,
         mode,
         state.settings.routing.backoff,
-        &build,
+        &mut accept,
     )
     .await
     {
@@ -290,97 +222,163 @@ async fn messages(
             return fail(guard, dispatch_error(&e), kind);
         }
     };
-    state
-        .router
-        .remember(conversation, &answer.candidate.upstream.spec.name);
-    let record = guard.record_mut();
-    record.provider = Some(answer.candidate.upstream.spec.name.clone());
-    record.upstream_model = Some(answer.candidate.model.clone());
-    record.ttfb_ms = Some(answer.ttfb.as_millis() as u64);
-    record.status = answer.status;
+    note_answer(&mut guard, &answer);
+    if let Some((error, kind)) = answer_error(&answer) {
+        return fail(guard, error, kind);
+    }
+    if (200..300).contains(&answer.status) {
+        state
+            .router
+            .remember(conversation, &answer.candidate.upstream.spec.name);
+    }
+    let max_stream = state.settings.http.max_stream_bytes;
     match answer.candidate.upstream.spec.api_format {
         ApiFormat::Anthropic => {
             let recorder = relay::Recorder {
                 book: state.signatures.clone(),
                 family: answer.candidate.upstream.family.clone(),
             };
-            relay::passthrough(answer, guard, Some(recorder))
+            relay::passthrough(answer, guard, Some(recorder), parsed, max_stream)
         }
         ApiFormat::Openai => {
-            convert_answer(answer, guard, &request, state.settings.server.ping_interval)
+            let timing = relay::StreamTiming {
+                ping: state.settings.server.ping_interval,
+                idle: answer.candidate.upstream.spec.timeout,
+            };
+            convert_answer(answer, guard, &request, converted, timing, max_stream)
         }
     }
 }
 
-/// Turns an OpenAI-format answer into the Anthropic one.
+/// A whole Anthropic-format answer must at least be a JSON object.
+fn passthrough_json(bytes: &[u8]) -> Result<serde_json::Value, protocol::UpstreamInvalid> {
+    match serde_json::from_slice(bytes) {
+        Ok(value @ serde_json::Value::Object(_)) => Ok(value),
+        Ok(_) => Err(protocol::UpstreamInvalid::NotJson(
+            "expected a JSON object".into(),
+        )),
+        Err(e) => Err(protocol::UpstreamInvalid::NotJson(e.to_string())),
+    }
+}
+
+/// Turns an OpenAI-format 2xx answer into the Anthropic one (`converted`:
+/// the whole answer, as dispatch's check converted it).
 fn convert_answer(
     answer: Dispatched,
     mut guard: LogGuard,
     request: &anthropic::MessagesRequest,
-    ping: Duration,
+    converted: Option<anthropic::MessagesResponse>,
+    timing: relay::StreamTiming,
+    max_stream: u64,
 ) -> Response {
-    let stop_sequences = request.stop_sequences.clone().unwrap_or_default();
-    if !(200..300).contains(&answer.status) {
-        let error = upstream_error(answer.status, &answer.body);
-        guard.fail(error.status().as_u16(), "upstream_error");
-        return error.into_response();
-    }
-    match answer.body {
-        dispatch::Body::Full(bytes) => {
-            let ctx = protocol::from_openai::ResponseContext {
-                model: &request.model,
-                stop_sequences: &stop_sequences,
-            };
-            match protocol::from_openai::from_openai(&bytes, &ctx) {
-                Ok(response) => {
-                    guard.usage(&response.usage);
-                    guard.complete();
-                    Json(response).into_response()
-                }
-                Err(e) => {
-                    let error = Error::BadUpstream {
-                        status: StatusCode::BAD_GATEWAY,
-                        message: format!("invalid answer from provider: {e}"),
-                    };
-                    guard.fail(502, "invalid_response");
-                    error.into_response()
-                }
-            }
+    match (answer.body, converted) {
+        (dispatch::Body::Full(_), Some(response)) => {
+            guard.usage(&response.usage);
+            guard.complete();
+            Json(response).into_response()
         }
-        body @ dispatch::Body::Stream { .. } => {
-            let timing = relay::StreamTiming {
-                ping,
-                idle: answer.candidate.upstream.spec.timeout,
-            };
-            relay::converted(body, guard, request.model.clone(), stop_sequences, timing)
+        (dispatch::Body::Full(_), None) => fail(
+            guard,
+            Error::Internal(anyhow::anyhow!("an accepted answer was not converted")),
+            "internal",
+        ),
+        (body @ dispatch::Body::Stream { .. }, _) => {
+            let stop_sequences = request.stop_sequences.clone().unwrap_or_default();
+            relay::converted(
+                body,
+                guard,
+                request.model.clone(),
+                stop_sequences,
+                timing,
+                max_stream,
+            )
         }
     }
 }
 
-/// Maps an OpenAI-format error answer to Anthropic's vocabulary, keeping the upstream message.
-fn upstream_error(status: u16, body: &dispatch::Body) -> Error {
-    let detail = match body {
-        dispatch::Body::Full(bytes) => serde_json::from_slice::<serde_json::Value>(bytes)
-            .ok()
-            .and_then(|v| {
-                v.pointer("/error/message")
-                    .or_else(|| v.get("message"))
-                    .or_else(|| v.get("detail"))
-                    .and_then(|m| m.as_str().map(str::to_owned))
-            })
-            .unwrap_or_else(|| format!("provider answered {status}")),
-        dispatch::Body::Stream { .. } => format!("provider answered {status}"),
+/// The client's error for an upstream error answer, with its log kind;
+/// `None` for a success, and for a passthrough error relayed unchanged.
+fn answer_error(answer: &Dispatched) -> Option<(Error, &'static str)> {
+    if (200..300).contains(&answer.status) {
+        return None;
+    }
+    let provider = &answer.candidate.upstream.spec.name;
+    let status = answer.status;
+    let message = || upstream_message(status, &answer.body);
+    let rewritten = |status: StatusCode, message: String| Error::Upstream {
+        status,
+        message,
+        headers: HeaderMap::new(),
     };
-    match status {
-        400 | 422 => Error::InvalidRequest(detail),
-        404 => Error::NotFound(detail),
-        413 => Error::RequestTooLarge(detail),
-        429 => Error::RateLimited(detail),
-        503 | 529 => Error::Overloaded(detail),
-        _ => Error::BadUpstream {
-            status: StatusCode::BAD_GATEWAY,
-            message: format!("provider error ({status}): {detail}"),
-        },
+    match answer.outcome {
+        Outcome::CredentialsRefused => Some((
+            rewritten(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "provider {provider} refused the gateway's credentials ({status}): {}",
+                    message()
+                ),
+            ),
+            "credentials_refused",
+        )),
+        Outcome::ContentRefused => Some((
+            rewritten(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "provider {provider} refused the request ({status}): {}",
+                    message()
+                ),
+            ),
+            "content_refused",
+        )),
+        _ if answer.candidate.upstream.spec.api_format == ApiFormat::Anthropic => None,
+        _ => Some((
+            upstream_error(status, &answer.headers, message()),
+            "upstream_error",
+        )),
+    }
+}
+
+/// An OpenAI-format error answer in Anthropic's shape, keeping its status,
+/// message, `retry-after` and `anthropic-ratelimit-*` headers.
+fn upstream_error(status: u16, headers: &HeaderMap, message: String) -> Error {
+    let mut relayed = HeaderMap::new();
+    for (name, value) in headers {
+        let name_str = name.as_str();
+        if name_str == "retry-after" || name_str.starts_with("anthropic-ratelimit-") {
+            relayed.append(name.clone(), value.clone());
+        }
+    }
+    Error::Upstream {
+        status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+        message,
+        headers: relayed,
+    }
+}
+
+/// The upstream's own message in an error body (OpenAI's or Anthropic's
+/// `error.message`, or `message` / `detail` / a string `error`), else a
+/// short plain-text body, else the status.
+fn upstream_message(status: u16, body: &dispatch::Body) -> String {
+    let fallback = || format!("provider answered {status}");
+    let dispatch::Body::Full(bytes) = body else {
+        return fallback();
+    };
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) {
+        let found = v
+            .pointer("/error/message")
+            .or_else(|| v.get("message"))
+            .or_else(|| v.get("detail"))
+            .or_else(|| v.get("error"))
+            .and_then(|m| m.as_str().map(str::to_owned));
+        return found.unwrap_or_else(fallback);
+    }
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]);
+    let text = text.trim();
+    if text.is_empty() || text.starts_with('<') {
+        fallback()
+    } else {
+        text.to_owned()
     }
 }
 
@@ -389,19 +387,46 @@ fn fail(mut guard: LogGuard, error: Error, kind: &'static str) -> Response {
     error.into_response()
 }
 
+/// Records who answered, and how fast, in the request's log record.
+fn note_answer(guard: &mut LogGuard, answer: &Dispatched) {
+    let record = guard.record_mut();
+    record.provider = Some(answer.candidate.upstream.spec.name.clone());
+    record.upstream_model = Some(answer.candidate.model.clone());
+    record.ttfb_ms = Some(answer.ttfb.as_millis() as u64);
+    record.status = answer.status;
+}
+
 async fn count_tokens(
     state: AppState,
-    ClientKey(_key): ClientKey,
+    ClientKey(key): ClientKey,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Response {
+    // Logged like every request: one `request_logs` row, endpoint `count_tokens`.
+    let mut guard = LogGuard::new(
+        state.logs.clone(),
+        LogRecord {
+            created_at: crate::store::now_ms(),
+            endpoint: Endpoint::CountTokens,
+            api_key_id: Some(key.id),
+            ..LogRecord::default()
+        },
+        Instant::now(),
+    );
     let request = match protocol::parse_count_tokens_request(&body) {
         Ok(r) => r,
-        Err(e) => return Error::InvalidRequest(e.to_string()).into_response(),
+        Err(e) => {
+            return fail(
+                guard,
+                Error::InvalidRequest(e.to_string()),
+                "invalid_request",
+            );
+        }
     };
+    guard.record_mut().alias = request.model.clone();
     let candidates = match state.router.candidates(&request.model, None) {
         Ok(c) => c,
-        Err(e) => return route_error(e).into_response(),
+        Err(e) => return fail(guard, route_error(e), "no_route"),
     };
     // Anthropic-native providers count exactly; forward to the first of them.
     let native: Vec<Candidate> = candidates
@@ -409,28 +434,32 @@ async fn count_tokens(
         .filter(|c| c.upstream.spec.api_format == ApiFormat::Anthropic)
         .collect();
     if !native.is_empty() {
-        let outgoing = Outgoing {
-            typed: None,
-            raw: &body,
-            parsed: Default::default(),
-            client_headers: &headers,
-            path: "/messages/count_tokens",
-            stream: false,
-            signatures: &state.signatures,
-        };
-        let build = |c: &Candidate, k: Option<&crate::config::Secret>| {
-            outgoing.build(state.http.inner(), c, k)
-        };
+        let outgoing = Outgoing::new(
+            None,
+            &body,
+            &headers,
+            "/messages/count_tokens",
+            false,
+            &state.signatures,
+        );
         match dispatch::dispatch(
             &state.http,
-            native,
+            &native,
+            &outgoing,
             Mode::Buffered,
             state.settings.routing.backoff,
-            &build,
+            &mut |_, _| Ok(()),
         )
         .await
         {
-            Ok(answer) => return relay::passthrough(answer, LogGuard::disabled(), None),
+            Ok(answer) => {
+                note_answer(&mut guard, &answer);
+                if let Some((error, kind)) = answer_error(&answer) {
+                    return fail(guard, error, kind);
+                }
+                let max_stream = state.settings.http.max_stream_bytes;
+                return relay::passthrough(answer, guard, None, None, max_stream);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "count_tokens upstream failed; estimating locally")
             }
@@ -443,6 +472,8 @@ async fn count_tokens(
     .await;
     match count {
         Ok(Ok(n)) => {
+            guard.record_mut().status = 200;
+            guard.complete();
             let mut response = Json(json!({"input_tokens": n})).into_response();
             response.headers_mut().insert(
                 HeaderName::from_static("x-abridge-token-count"),
@@ -450,47 +481,57 @@ async fn count_tokens(
             );
             response
         }
-        Ok(Err(protocol::tokens::Cancelled)) => {
-            Error::Internal(anyhow::anyhow!("token counting was cancelled")).into_response()
-        }
-        Err(e) => Error::Internal(anyhow::anyhow!("token counting failed: {e}")).into_response(),
+        // Only a dropped handler sets the flag, so nobody waits for this.
+        Ok(Err(protocol::tokens::Cancelled)) => fail(
+            guard,
+            Error::Internal(anyhow::anyhow!("token counting was cancelled")),
+            "internal",
+        ),
+        Err(e) => fail(
+            guard,
+            Error::Internal(anyhow::anyhow!("token counting failed: {e}")),
+            "internal",
+        ),
     }
 }
 
-/// Fixed creation date reported for every alias (Anthropic's list requires one).
-const MODEL_CREATED_AT: &str = "2025-01-01T00:00:00Z";
-
-fn model_object(id: &str) -> serde_json::Value {
-    json!({"type": "model", "id": id, "display_name": id, "created_at": MODEL_CREATED_AT})
+/// `GET /v1/models`: Anthropic's list, newest first, with its cursors.
+async fn list_models(
+    state: AppState,
+    ClientKey(_key): ClientKey,
+    query: Result<Query<catalog::PageQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return Error::InvalidRequest("malformed query string".into()).into_response();
+    };
+    let catalog = state.router.catalog();
+    let all = catalog.list(&state.router.snapshot());
+    match catalog::page(&all, &query) {
+        Ok(page) => Json(json!({
+            "data": page.data,
+            "has_more": page.has_more,
+            "first_id": page.data.first().map(|m| &m.id),
+            "last_id": page.data.last().map(|m| &m.id),
+        }))
+        .into_response(),
+        Err(message) => Error::InvalidRequest(message).into_response(),
+    }
 }
 
-async fn list_models(state: AppState, ClientKey(_key): ClientKey) -> Response {
-    let data: Vec<serde_json::Value> = state
-        .router
-        .model_names()
-        .iter()
-        .map(|m| model_object(m))
-        .collect();
-    let first = data
-        .first()
-        .and_then(|m| m["id"].as_str())
-        .map(str::to_owned);
-    let last = data
-        .last()
-        .and_then(|m| m["id"].as_str())
-        .map(str::to_owned);
-    Json(json!({"data": data, "has_more": false, "first_id": first, "last_id": last}))
-        .into_response()
-}
-
+/// `GET /v1/models/{id}`: the listed object for an id or alias.
 async fn get_model(
     state: AppState,
     ClientKey(_key): ClientKey,
     Path(id): Path<String>,
 ) -> Response {
-    match state.router.candidates(&id, None) {
-        Ok(_) => Json(model_object(&id)).into_response(),
-        Err(RouteError::AllOpen(_)) => Json(model_object(&id)).into_response(),
-        Err(e) => route_error(e).into_response(),
+    let catalog = state.router.catalog();
+    let all = catalog.list(&state.router.snapshot());
+    match catalog.find(&all, &id) {
+        Some(model) => Json(model).into_response(),
+        // The id is not echoed: it is client input of any length.
+        None => Error::NotFound(
+            "no such model here; GET /v1/models lists the ids this gateway serves".into(),
+        )
+        .into_response(),
     }
 }

@@ -3,6 +3,14 @@
 //! OpenAI-format streams into Anthropic SSE, with `ping` keep-alives while
 //! the upstream is silent. [`LogGuard`] writes the request's log record when
 //! the answer is finished, failed, or dropped because the client went away.
+//!
+//! A stream that breaks is never passed off as a whole answer: an invalid
+//! chunk, a reset, a converted stream ending without `[DONE]` or a
+//! `finish_reason`, a passthrough stream ending without `message_stop`,
+//! silence beyond the provider's timeout, or more than
+//! `ABRIDGE_MAX_STREAM_BYTES` in total all end the client's stream with an
+//! Anthropic `error` event, and the log records the request as failed with
+//! the reason as its kind.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +22,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
 
+use crate::protocol::UpstreamInvalid;
 use crate::protocol::anthropic::Usage;
 use crate::protocol::stream::{Event, StreamContext, StreamConverter};
 use crate::protocol::thinking;
@@ -51,16 +60,6 @@ impl LogGuard {
             record,
             started,
             done: false,
-        }
-    }
-
-    /// A guard that records nothing (e.g. forwarded `count_tokens`).
-    pub fn disabled() -> Self {
-        Self {
-            logs: None,
-            record: LogRecord::default(),
-            started: Instant::now(),
-            done: true,
         }
     }
 
@@ -150,11 +149,14 @@ impl Recorder {
     }
 }
 
-/// Passes an Anthropic-format answer through unchanged.
+/// Passes an Anthropic-format answer through unchanged. `parsed` is the
+/// whole body already parsed by dispatch's check, if it was.
 pub fn passthrough(
     answer: Dispatched,
     mut guard: LogGuard,
     recorder: Option<Recorder>,
+    parsed: Option<serde_json::Value>,
+    max_stream: u64,
 ) -> Response {
     let idle = answer.candidate.upstream.spec.timeout;
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -162,7 +164,8 @@ pub fn passthrough(
     let body = match answer.body {
         dispatch::Body::Full(bytes) => {
             if ok {
-                if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                let value = parsed.or_else(|| serde_json::from_slice(&bytes).ok());
+                if let Some(value) = value {
                     if let Some(usage) = value.get("usage") {
                         guard.usage_json(usage);
                     }
@@ -179,9 +182,15 @@ pub fn passthrough(
             drop(guard);
             Body::from(bytes)
         }
-        stream @ dispatch::Body::Stream { .. } => {
-            Body::from_stream(observe(stream.into_stream(), guard, recorder, idle))
-        }
+        stream @ dispatch::Body::Stream { .. } => Body::from_stream(observe(
+            stream.into_stream(),
+            guard,
+            recorder,
+            Limits {
+                idle,
+                bytes: max_stream,
+            },
+        )),
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;
@@ -193,20 +202,32 @@ pub fn passthrough(
     response
 }
 
+/// Bounds on a relayed stream.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// Silence after which the stream is given up (the provider's `timeout`).
+    idle: Duration,
+    /// Upstream bytes relayed at most (`ABRIDGE_MAX_STREAM_BYTES`).
+    bytes: u64,
+}
+
 /// Relays a passthrough stream byte for byte, reading usage on the side.
-/// Silence longer than `idle` (the provider's timeout) ends it with an
-/// `error` event, so a stalled upstream cannot hold a connection forever.
+/// It ends with an `error` event (see the module doc) when it breaks, stalls
+/// longer than the provider's timeout, grows too large, or ends without
+/// `message_stop`.
 fn observe(
     inner: BoxStream<'static, Result<Bytes, reqwest::Error>>,
     guard: LogGuard,
     recorder: Option<Recorder>,
-    idle: Duration,
+    limits: Limits,
 ) -> BoxStream<'static, Result<Bytes, std::convert::Infallible>> {
     struct State {
         inner: BoxStream<'static, Result<Bytes, reqwest::Error>>,
         parser: SseParser,
         guard: LogGuard,
         recorder: Option<Recorder>,
+        /// Upstream bytes relayed so far.
+        relayed: u64,
         /// `message_stop` went by: the answer is whole, whatever follows.
         stopped: bool,
         finished: bool,
@@ -216,6 +237,7 @@ fn observe(
         parser: SseParser::default(),
         guard,
         recorder,
+        relayed: 0,
         stopped: false,
         finished: false,
     };
@@ -223,15 +245,27 @@ fn observe(
         if s.finished {
             return None;
         }
+        let idle = limits.idle;
         let failure = match tokio::time::timeout(idle, s.inner.next()).await {
             Ok(Some(Ok(bytes))) => {
-                for frame in s.parser.push(&bytes).unwrap_or_default() {
-                    s.stopped |=
-                        note_anthropic_event(&mut s.guard, s.recorder.as_ref(), &frame.data);
+                s.relayed += bytes.len() as u64;
+                if s.relayed > limits.bytes && !s.stopped {
+                    Some((
+                        "response_too_large",
+                        format!("the provider's answer exceeded {} bytes", limits.bytes),
+                    ))
+                } else {
+                    for frame in s.parser.push(&bytes).unwrap_or_default() {
+                        s.stopped |=
+                            note_anthropic_event(&mut s.guard, s.recorder.as_ref(), &frame.data);
+                    }
+                    return Some((Ok(bytes), s));
                 }
-                return Some((Ok(bytes), s));
             }
-            Ok(None) => None,
+            Ok(None) => Some((
+                UpstreamInvalid::Truncated.kind(),
+                "the provider's stream ended before message_stop".to_string(),
+            )),
             Ok(Some(Err(e))) => Some((
                 "stream_interrupted",
                 format!("the provider's stream broke off: {e}"),
@@ -293,13 +327,15 @@ pub struct StreamTiming {
     pub idle: Duration,
 }
 
-/// Converts an OpenAI-format stream into Anthropic SSE.
+/// Converts an OpenAI-format stream into Anthropic SSE, relaying at most
+/// `max_bytes` of upstream stream.
 pub fn converted(
     body: dispatch::Body,
     guard: LogGuard,
     alias: String,
     stop_sequences: Vec<String>,
     timing: StreamTiming,
+    max_bytes: u64,
 ) -> Response {
     struct State {
         inner: BoxStream<'static, Result<Bytes, reqwest::Error>>,
@@ -311,6 +347,9 @@ pub fn converted(
         out: Vec<u8>,
         silent: Duration,
         timing: StreamTiming,
+        /// Upstream bytes read so far, against `max_bytes`.
+        read: u64,
+        max_bytes: u64,
         finished: bool,
     }
 
@@ -345,10 +384,7 @@ pub fn converted(
                         }
                     }
                     Err(e) => {
-                        self.abort(
-                            "invalid_response",
-                            &format!("invalid stream from provider: {e}"),
-                        );
+                        self.abort(e.kind(), &format!("invalid stream from provider: {e}"));
                         return;
                     }
                 }
@@ -369,6 +405,8 @@ pub fn converted(
         out: Vec::new(),
         silent: Duration::ZERO,
         timing,
+        read: 0,
+        max_bytes,
         finished: false,
     };
     let stream = futures_util::stream::unfold(state, |mut s| async move {
@@ -391,10 +429,17 @@ pub fn converted(
                 }
                 Ok(Some(Ok(bytes))) => {
                     s.silent = Duration::ZERO;
+                    s.read += bytes.len() as u64;
+                    if s.read > s.max_bytes {
+                        let message =
+                            format!("the provider's answer exceeded {} bytes", s.max_bytes);
+                        s.abort("response_too_large", &message);
+                        continue;
+                    }
                     match s.parser.push(&bytes) {
                         Ok(frames) => s.frames(frames),
                         Err(e) => s.abort(
-                            "invalid_response",
+                            "response_too_large",
                             &format!("invalid stream from provider: {e}"),
                         ),
                     }
@@ -412,10 +457,18 @@ pub fn converted(
                     let rest = s.parser.finish();
                     s.frames(rest);
                     if !s.finished {
-                        for event in s.converter.finish() {
-                            s.emit(&event);
+                        match s.converter.end() {
+                            Ok(events) => {
+                                for event in &events {
+                                    s.emit(event);
+                                }
+                                s.done();
+                            }
+                            Err(e) => s.abort(
+                                e.kind(),
+                                &format!("the provider's stream ended early: {e}"),
+                            ),
                         }
-                        s.done();
                     }
                 }
             }

@@ -23,11 +23,11 @@ use tokio::sync::Semaphore;
 use tokio_rusqlite::{Connection, OpenFlags, rusqlite};
 
 pub use api_keys::{ApiKey, NewApiKey};
-pub use audit::AuditEntry;
+pub use audit::{AuditEntry, redact};
 pub use log_writer::LogWriter;
 pub use migrations::{MigrationReport, SCHEMA_VERSION};
-pub use request_logs::LogRecord;
-pub use users::{Role, User};
+pub use request_logs::{Endpoint, LogRecord};
+pub use users::{Role, User, UserChange};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

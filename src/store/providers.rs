@@ -1,5 +1,10 @@
-//! Providers kept in the database; their API keys are sealed (AES-256-GCM).
+//! Providers kept in the database. Every `ProviderSpec` field is stored, so
+//! a provider reads back equal to what was written; its API keys and its
+//! custom headers (whose values often carry credentials) are sealed
+//! (AES-256-GCM). A row written before headers were sealed still has them
+//! in plaintext in `custom_headers`; they are sealed when it is next written.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio_rusqlite::rusqlite::{self, params};
@@ -11,7 +16,8 @@ use crate::upstream::provider::{ApiFormat, Models, ProviderSpec};
 
 struct Row {
     spec: ProviderSpec,
-    sealed: Option<Vec<u8>>,
+    sealed_keys: Option<Vec<u8>>,
+    sealed_headers: Option<Vec<u8>>,
 }
 
 fn json_list(text: &str) -> rusqlite::Result<Vec<String>> {
@@ -20,9 +26,13 @@ fn json_list(text: &str) -> rusqlite::Result<Vec<String>> {
     })
 }
 
+fn millis(ms: i64) -> Duration {
+    Duration::from_millis(ms.max(1) as u64)
+}
+
 fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     let format: String = row.get(1)?;
-    let headers: String = row.get(9)?;
+    let legacy_headers: String = row.get(9)?;
     Ok(Row {
         spec: ProviderSpec {
             name: row.get(0)?,
@@ -33,10 +43,10 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
             priority: row.get(4)?,
             weight: row.get(5)?,
             enabled: row.get(6)?,
-            timeout: Duration::from_millis(row.get::<_, i64>(7)?.max(1) as u64),
-            first_byte_timeout: None,
+            timeout: millis(row.get(7)?),
+            first_byte_timeout: row.get::<_, Option<i64>>(14)?.map(millis),
             max_retries: row.get(8)?,
-            custom_headers: serde_json::from_str(&headers).unwrap_or_default(),
+            custom_headers: serde_json::from_str(&legacy_headers).unwrap_or_default(),
             models: Models {
                 big: json_list(&row.get::<_, String>(10)?)?,
                 middle: json_list(&row.get::<_, String>(11)?)?,
@@ -44,10 +54,18 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
                 other: Default::default(),
             },
             max_tokens_limit: row.get(13)?,
-            reasoning_efforts: Vec::new(),
+            allow_any_model: row.get(15)?,
+            reasoning_efforts: serde_json::from_str(&row.get::<_, String>(17)?).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    17,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?,
             api_version: None,
         },
-        sealed: row.get(3)?,
+        sealed_keys: row.get(3)?,
+        sealed_headers: row.get(16)?,
     })
 }
 
@@ -55,41 +73,65 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "[]".into())
 }
 
+/// Opens a sealed JSON value of provider `name`.
+fn open<T: serde::de::DeserializeOwned>(
+    sealer: &Sealer,
+    sealed: &[u8],
+    name: &str,
+    what: &str,
+) -> Result<T> {
+    let corrupt = |e: String| StoreError::Corrupt(format!("provider {name}: {what}: {e}"));
+    let opened = sealer.open(sealed).map_err(|e| corrupt(e.to_string()))?;
+    serde_json::from_str(&opened).map_err(|e| corrupt(e.to_string()))
+}
+
 impl Store {
-    /// Inserts or replaces a provider by name, sealing its keys.
+    /// Inserts or replaces a provider by name, sealing its keys and headers.
     pub async fn upsert_provider(&self, spec: &ProviderSpec, sealer: &Sealer) -> Result<()> {
         let keys: Vec<&str> = spec.api_keys.iter().map(Secret::expose).collect();
-        let sealed = (!keys.is_empty()).then(|| sealer.seal(&to_json(&keys)));
+        let sealed_keys = (!keys.is_empty()).then(|| sealer.seal(&to_json(&keys)));
+        let sealed_headers =
+            (!spec.custom_headers.is_empty()).then(|| sealer.seal(&to_json(&spec.custom_headers)));
         let spec = spec.clone();
         self.write(move |conn| {
             let now = now_ms();
             conn.execute(
                 "INSERT INTO providers (name, api_format, base_url, api_keys_sealed, priority, weight,
                     enabled, timeout_ms, max_retries, custom_headers, model_big, model_middle,
-                    model_small, max_tokens_limit, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15)
+                    model_small, max_tokens_limit, first_byte_timeout_ms, allow_any_model,
+                    custom_headers_sealed, reasoning_efforts, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '{}', ?10, ?11, ?12, ?13, ?14, ?15,
+                    ?16, ?17, ?18, ?18)
                  ON CONFLICT (name) DO UPDATE SET api_format = excluded.api_format,
                     base_url = excluded.base_url, api_keys_sealed = excluded.api_keys_sealed,
                     priority = excluded.priority, weight = excluded.weight, enabled = excluded.enabled,
                     timeout_ms = excluded.timeout_ms, max_retries = excluded.max_retries,
                     custom_headers = excluded.custom_headers, model_big = excluded.model_big,
                     model_middle = excluded.model_middle, model_small = excluded.model_small,
-                    max_tokens_limit = excluded.max_tokens_limit, updated_at = excluded.updated_at",
+                    max_tokens_limit = excluded.max_tokens_limit,
+                    first_byte_timeout_ms = excluded.first_byte_timeout_ms,
+                    allow_any_model = excluded.allow_any_model,
+                    custom_headers_sealed = excluded.custom_headers_sealed,
+                    reasoning_efforts = excluded.reasoning_efforts,
+                    updated_at = excluded.updated_at",
                 params![
                     spec.name,
                     spec.api_format.as_str(),
                     spec.base_url,
-                    sealed,
+                    sealed_keys,
                     spec.priority,
                     spec.weight,
                     spec.enabled,
                     spec.timeout.as_millis() as i64,
                     spec.max_retries,
-                    to_json(&spec.custom_headers),
                     to_json(&spec.models.big),
                     to_json(&spec.models.middle),
                     to_json(&spec.models.small),
                     spec.max_tokens_limit,
+                    spec.first_byte_timeout.map(|d| d.as_millis() as i64),
+                    spec.allow_any_model,
+                    sealed_headers,
+                    to_json(&spec.reasoning_efforts),
                     now,
                 ],
             )?;
@@ -98,15 +140,16 @@ impl Store {
         .await
     }
 
-    /// All providers with their keys opened. A key sealed under another
-    /// `ENCRYPTION_KEY` is an error naming the provider.
+    /// All providers with their keys and headers opened. A value sealed
+    /// under another `ENCRYPTION_KEY` is an error naming the provider.
     pub async fn list_providers(&self, sealer: &Sealer) -> Result<Vec<ProviderSpec>> {
         let rows = self
             .read(|conn| {
                 let mut stmt = conn.prepare(
                     "SELECT name, api_format, base_url, api_keys_sealed, priority, weight, enabled,
                             timeout_ms, max_retries, custom_headers, model_big, model_middle,
-                            model_small, max_tokens_limit
+                            model_small, max_tokens_limit, first_byte_timeout_ms, allow_any_model,
+                            custom_headers_sealed, reasoning_efforts
                      FROM providers ORDER BY priority, name",
                 )?;
                 let rows = stmt.query_map([], from_row)?;
@@ -114,15 +157,16 @@ impl Store {
             })
             .await?;
         rows.into_iter()
-            .map(|Row { mut spec, sealed }| {
-                if let Some(sealed) = sealed {
-                    let opened = sealer.open(&sealed).map_err(|e| {
-                        StoreError::Corrupt(format!("provider {}: API keys: {e}", spec.name))
-                    })?;
-                    let keys: Vec<String> = serde_json::from_str(&opened).map_err(|e| {
-                        StoreError::Corrupt(format!("provider {}: API keys: {e}", spec.name))
-                    })?;
+            .map(|row| {
+                let mut spec = row.spec;
+                if let Some(sealed) = row.sealed_keys {
+                    let keys: Vec<String> = open(sealer, &sealed, &spec.name, "API keys")?;
                     spec.api_keys = keys.into_iter().map(Secret::new).collect();
+                }
+                if let Some(sealed) = row.sealed_headers {
+                    let headers: BTreeMap<String, String> =
+                        open(sealer, &sealed, &spec.name, "custom headers")?;
+                    spec.custom_headers = headers;
                 }
                 Ok(spec)
             })
@@ -133,6 +177,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Effort;
     use crate::store::testing;
 
     fn spec(name: &str) -> ProviderSpec {
@@ -143,24 +188,113 @@ mod tests {
         .unwrap()
     }
 
+    /// A spec with every field away from its default. Written as a struct
+    /// literal on purpose: a new field must be added here, and so tested.
+    fn every_field() -> ProviderSpec {
+        ProviderSpec {
+            name: "full".into(),
+            api_format: ApiFormat::Anthropic,
+            base_url: "https://api.example.com".into(),
+            api_key: None,
+            api_keys: vec![Secret::new("sk-a"), Secret::new("sk-b")],
+            priority: 7,
+            weight: 3,
+            enabled: false,
+            timeout: Duration::from_millis(45_500),
+            first_byte_timeout: Some(Duration::from_millis(2_500)),
+            max_retries: 4,
+            custom_headers: BTreeMap::from([
+                ("x-org".into(), "org-secret-1".into()),
+                ("authorization".into(), "Bearer ${API_KEY}".into()),
+            ]),
+            models: Models {
+                big: vec!["b1".into(), "b2".into()],
+                middle: vec!["m1".into()],
+                small: vec!["s1".into()],
+                other: Default::default(),
+            },
+            max_tokens_limit: Some(8192),
+            allow_any_model: true,
+            reasoning_efforts: vec![Effort::Low, Effort::High],
+            api_version: None,
+        }
+    }
+
     #[tokio::test]
-    async fn keys_are_sealed_at_rest_and_opened_on_read() {
+    async fn every_field_survives_the_round_trip() {
+        let (store, _dir) = testing::store().await;
+        let sealer = Sealer::for_testing();
+        let full = every_field();
+        store.upsert_provider(&full, &sealer).await.unwrap();
+        assert_eq!(
+            store.list_providers(&sealer).await.unwrap(),
+            std::slice::from_ref(&full)
+        );
+        let mut plain = spec("full");
+        plain.first_byte_timeout = None;
+        store.upsert_provider(&plain, &sealer).await.unwrap();
+        assert_eq!(
+            store.list_providers(&sealer).await.unwrap(),
+            [plain],
+            "an update replaces every field"
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_and_headers_are_sealed_at_rest_and_opened_on_read() {
         let (store, _dir) = testing::store().await;
         let sealer = Sealer::for_testing();
         store.upsert_provider(&spec("p"), &sealer).await.unwrap();
-        store.upsert_provider(&spec("p"), &sealer).await.unwrap();
-        let listed = store.list_providers(&sealer).await.unwrap();
-        assert_eq!(listed.len(), 1);
-        assert_eq!(listed[0].api_keys[1].expose(), "sk-2");
-        assert_eq!(listed[0].models.small, ["s"]);
-        assert_eq!(listed[0].max_tokens_limit, Some(4096));
-        let raw: Vec<u8> = store
-            .read(|c| Ok(c.query_row("SELECT api_keys_sealed FROM providers", [], |r| r.get(0))?))
+        store
+            .upsert_provider(&every_field(), &sealer)
             .await
             .unwrap();
-        assert!(!String::from_utf8_lossy(&raw).contains("sk-1"));
+        let listed = store.list_providers(&sealer).await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].api_keys[1].expose(), "sk-2");
+        // Each row's stored key, header and sealed-header columns, as text.
+        let rows: Vec<String> = store
+            .read(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT api_keys_sealed, custom_headers, custom_headers_sealed FROM providers",
+                )?;
+                let text = |b: Option<Vec<u8>>| {
+                    String::from_utf8_lossy(&b.unwrap_or_default()).into_owned()
+                };
+                let rows = stmt.query_map([], |r| {
+                    let headers: String = r.get(1)?;
+                    Ok(format!("{} {headers} {}", text(r.get(0)?), text(r.get(2)?)))
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+            .unwrap();
+        for secret in ["sk-1", "sk-a", "org-secret-1"] {
+            assert!(
+                !rows.iter().any(|row| row.contains(secret)),
+                "{secret} stored in the clear: {rows:?}"
+            );
+        }
         let other = Sealer::new(&[1u8; 32]).unwrap();
         let err = store.list_providers(&other).await.unwrap_err();
-        assert!(err.to_string().contains("provider p"), "{err}");
+        assert!(err.to_string().contains("provider "), "{err}");
+    }
+
+    #[tokio::test]
+    async fn plaintext_headers_from_before_sealing_are_still_read() {
+        let (store, _dir) = testing::store().await;
+        let sealer = Sealer::for_testing();
+        store.upsert_provider(&spec("old"), &sealer).await.unwrap();
+        store
+            .write(|c| {
+                Ok(c.execute(
+                    "UPDATE providers SET custom_headers = '{\"x-org\":\"o\"}', custom_headers_sealed = NULL",
+                    [],
+                )?)
+            })
+            .await
+            .unwrap();
+        let listed = store.list_providers(&sealer).await.unwrap();
+        assert_eq!(listed[0].custom_headers["x-org"], "o");
     }
 }

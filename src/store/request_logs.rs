@@ -1,15 +1,41 @@
 //! Request logs: one row per `/v1` request, written in batches.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use tokio_rusqlite::rusqlite::params;
 
 use super::{Result, Store};
 
+/// The `/v1` endpoint a request went to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Endpoint {
+    #[default]
+    Messages,
+    CountTokens,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Messages => "messages",
+            Endpoint::CountTokens => "count_tokens",
+        }
+    }
+
+    fn parse(stored: &str) -> Self {
+        match stored {
+            "count_tokens" => Endpoint::CountTokens,
+            _ => Endpoint::Messages,
+        }
+    }
+}
+
 /// What one request cost and how it went.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogRecord {
     pub created_at: i64,
+    pub endpoint: Endpoint,
     pub api_key_id: Option<i64>,
     pub provider: Option<String>,
     pub upstream_model: Option<String>,
@@ -28,18 +54,19 @@ pub struct LogRecord {
 }
 
 impl Store {
-    /// Inserts a batch of log records in one transaction.
-    pub async fn insert_logs(&self, batch: Vec<LogRecord>) -> Result<()> {
+    /// Inserts a batch of log records in one transaction. The batch is
+    /// shared so that a failed write can be retried without copying it.
+    pub async fn insert_logs(&self, batch: Arc<Vec<LogRecord>>) -> Result<()> {
         self.write(move |conn| {
             let tx = conn.transaction()?;
             {
                 let mut stmt = tx.prepare_cached(
                     "INSERT INTO request_logs (created_at, api_key_id, provider, upstream_model, alias,
                         stream, status, latency_ms, ttfb_ms, input_tokens, output_tokens,
-                        cache_read_tokens, cache_creation_tokens, error_kind)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                        cache_read_tokens, cache_creation_tokens, error_kind, endpoint)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 )?;
-                for r in batch {
+                for r in batch.iter() {
                     stmt.execute(params![
                         r.created_at,
                         r.api_key_id,
@@ -55,6 +82,7 @@ impl Store {
                         r.cache_read_tokens as i64,
                         r.cache_creation_tokens as i64,
                         r.error_kind,
+                        r.endpoint.as_str(),
                     ])?;
                 }
             }
@@ -81,13 +109,15 @@ impl Store {
             let mut stmt = conn.prepare(
                 "SELECT created_at, api_key_id, provider, upstream_model, alias, stream, status,
                         latency_ms, ttfb_ms, input_tokens, output_tokens, cache_read_tokens,
-                        cache_creation_tokens, error_kind
+                        cache_creation_tokens, error_kind, endpoint
                  FROM request_logs ORDER BY id DESC LIMIT ?1",
             )?;
             let rows = stmt.query_map([limit], |row| {
                 let kind: Option<String> = row.get(13)?;
+                let endpoint: String = row.get(14)?;
                 Ok(LogRecord {
                     created_at: row.get(0)?,
+                    endpoint: Endpoint::parse(&endpoint),
                     api_key_id: row.get(1)?,
                     provider: row.get(2)?,
                     upstream_model: row.get(3)?,

@@ -1,8 +1,14 @@
 //! A circuit breaker per provider: `Closed` → `Open { until }` after
-//! `failure_threshold` consecutive failures; after `recovery_timeout` one
-//! probe request is let through (`HalfOpen`); its success closes the
-//! breaker, its failure opens it again. Uses tokio's clock so tests can
-//! pause time.
+//! `failure_threshold` failed requests in a row (a request counts once,
+//! however often dispatch retried it); after `recovery_timeout` one probe
+//! request is let through (`HalfOpen`); its success closes the breaker, its
+//! failure opens it again. A disabled breaker (the original's
+//! `circuit_breaker.enabled = false`) never opens.
+//!
+//! An open breaker only says "try the others first": when no candidate of a
+//! request is usable, dispatch still sends to the best one through
+//! [`Breaker::force`] (panic routing), and that answer's verdict counts like
+//! any other. Uses tokio's clock so tests can pause time.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -30,14 +36,16 @@ pub struct Breaker {
     state: Mutex<State>,
     threshold: u32,
     recovery: Duration,
+    enabled: bool,
 }
 
 impl Breaker {
-    pub fn new(threshold: u32, recovery: Duration) -> Self {
+    pub fn new(threshold: u32, recovery: Duration, enabled: bool) -> Self {
         Self {
             state: Mutex::new(State::Closed { failures: 0 }),
             threshold: threshold.max(1),
             recovery,
+            enabled,
         }
     }
 
@@ -65,7 +73,7 @@ impl Breaker {
         })
     }
 
-    /// Whether the provider would be tried now (without taking the probe).
+    /// Whether a request would be let through now (without taking the probe).
     pub fn is_available(&self) -> bool {
         match *self.lock() {
             State::Closed { .. } | State::HalfOpen { probing: false } => true,
@@ -74,11 +82,33 @@ impl Breaker {
         }
     }
 
+    /// A pass for a request sent although the breaker refuses (panic
+    /// routing). Its verdict counts: a success closes the breaker.
+    pub fn force(&self) -> Pass<'_> {
+        Pass {
+            breaker: self,
+            probe: false,
+            settled: false,
+        }
+    }
+
+    /// When an open breaker lets its probe through (`None` when it is not
+    /// open), to rank candidates that are all unusable.
+    pub fn reopens_at(&self) -> Option<Instant> {
+        match *self.lock() {
+            State::Open { until } => Some(until),
+            State::Closed { .. } | State::HalfOpen { .. } => None,
+        }
+    }
+
     pub fn record_success(&self) {
         *self.lock() = State::Closed { failures: 0 };
     }
 
     pub fn record_failure(&self) {
+        if !self.enabled {
+            return;
+        }
         let mut state = self.lock();
         *state = match *state {
             State::Closed { failures } if failures + 1 < self.threshold => State::Closed {
@@ -146,7 +176,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn opens_after_threshold_and_recovers_through_one_probe() {
-        let b = Breaker::new(3, Duration::from_secs(60));
+        let b = Breaker::new(3, Duration::from_secs(60), true);
         for _ in 0..2 {
             b.try_acquire().unwrap().failure();
         }
@@ -172,7 +202,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_abandoned_probe_is_handed_back() {
-        let b = Breaker::new(1, Duration::from_secs(1));
+        let b = Breaker::new(1, Duration::from_secs(1), true);
         b.try_acquire().unwrap().failure();
         tokio::time::advance(Duration::from_secs(2)).await;
         drop(b.try_acquire().expect("probe"));
@@ -182,7 +212,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_normal_pass_never_releases_someone_elses_probe() {
-        let b = Breaker::new(1, Duration::from_secs(1));
+        let b = Breaker::new(1, Duration::from_secs(1), true);
         let normal = b.try_acquire().unwrap();
         b.record_failure();
         tokio::time::advance(Duration::from_secs(2)).await;
@@ -193,10 +223,33 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn success_resets_the_count() {
-        let b = Breaker::new(2, Duration::from_secs(1));
+        let b = Breaker::new(2, Duration::from_secs(1), true);
         b.record_failure();
         b.record_success();
         b.record_failure();
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_forced_pass_reports_like_any_other() {
+        let b = Breaker::new(1, Duration::from_secs(60), true);
+        b.try_acquire().unwrap().failure();
+        assert!(b.try_acquire().is_none());
+        assert_eq!(
+            b.reopens_at(),
+            Some(Instant::now() + Duration::from_secs(60))
+        );
+        b.force().success();
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert_eq!(b.reopens_at(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_disabled_breaker_never_opens() {
+        let b = Breaker::new(1, Duration::from_secs(60), false);
+        for _ in 0..10 {
+            b.try_acquire().unwrap().failure();
+        }
         assert_eq!(b.state(), BreakerState::Closed);
     }
 }

@@ -5,52 +5,18 @@
 //! reqwest keeps idle connections up to `HTTP_MAX_KEEPALIVE_CONNECTIONS` per
 //! host but has no cap on the total; `HTTP_MAX_CONNECTIONS` is enforced here
 //! with a semaphore whose permit travels with the response until its body is
-//! dropped. This module never converts formats and never retries.
+//! dropped. Waiting for a permit is bounded on its own
+//! (`ABRIDGE_CONNECTION_WAIT`, see [`HttpClient::permit`]), apart from any
+//! provider's timeout. Redirects are never followed: a provider answering
+//! 3xx is misconfigured, and following it could send the request (and its
+//! key) elsewhere. This module never converts formats and never retries.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Pool sizing, from `HTTP_MAX_KEEPALIVE_CONNECTIONS`, `HTTP_MAX_CONNECTIONS`
-/// and `HTTP_KEEPALIVE_EXPIRY`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HttpSettings {
-    /// Idle connections kept per host for reuse.
-    pub max_keepalive_connections: usize,
-    /// Connections open at once, across all hosts; requests beyond it wait.
-    pub max_connections: usize,
-    /// How long an idle connection is kept.
-    #[serde(with = "humantime_serde_compat")]
-    pub keepalive_expiry: Duration,
-}
-
-impl Default for HttpSettings {
-    fn default() -> Self {
-        Self {
-            max_keepalive_connections: 50,
-            max_connections: 200,
-            keepalive_expiry: Duration::from_secs(60),
-        }
-    }
-}
-
-/// Serde glue so durations read and print as `"60s"`.
-pub(crate) mod humantime_serde_compat {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
-    }
-}
+pub use crate::config::HttpSettings;
 
 /// A cheap-to-clone handle on the shared pool.
 #[derive(Clone, Debug)]
@@ -58,6 +24,17 @@ pub struct HttpClient {
     inner: reqwest::Client,
     /// Caps open connections at `max_connections` (see module doc).
     permits: Arc<Semaphore>,
+    /// How long [`HttpClient::permit`] waits.
+    connection_wait: Duration,
+    /// The largest answer body read whole (`ABRIDGE_MAX_RESPONSE_BYTES`).
+    max_response_bytes: usize,
+}
+
+/// No upstream connection became free within `connection_wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("every upstream connection stayed busy for {waited:?} (HTTP_MAX_CONNECTIONS)")]
+pub struct Busy {
+    pub waited: Duration,
 }
 
 /// An upstream response together with the connection permit it holds; drop
@@ -75,10 +52,13 @@ impl HttpClient {
             .pool_idle_timeout(settings.keepalive_expiry)
             .connect_timeout(Duration::from_secs(10))
             .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Self {
             inner,
             permits: Arc::new(Semaphore::new(settings.max_connections.max(1))),
+            connection_wait: settings.connection_wait,
+            max_response_bytes: settings.max_response_bytes,
         })
     }
 
@@ -87,15 +67,43 @@ impl HttpClient {
         &self.inner
     }
 
-    /// Sends a request once a connection permit is free.
+    /// The largest answer body read whole.
+    pub fn max_response_bytes(&self) -> usize {
+        self.max_response_bytes
+    }
+
+    /// One connection permit, waiting at most `connection_wait` for it.
+    pub async fn permit(&self) -> Result<OwnedSemaphorePermit, Busy> {
+        let busy = Busy {
+            waited: self.connection_wait,
+        };
+        match tokio::time::timeout(self.connection_wait, self.permits.clone().acquire_owned()).await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed; a closed one is as good as busy.
+            Ok(Err(_)) | Err(_) => Err(busy),
+        }
+    }
+
+    /// Sends a request under a permit from [`HttpClient::permit`].
+    pub async fn send_with(
+        &self,
+        permit: OwnedSemaphorePermit,
+        request: reqwest::RequestBuilder,
+    ) -> reqwest::Result<Sent> {
+        let response = request.send().await?;
+        Ok(Sent { response, permit })
+    }
+
+    /// Sends a request once a connection permit is free, however long that
+    /// takes (the load generator never has more requests out than permits).
     pub async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Result<Sent> {
         // The semaphore is never closed, so acquiring cannot fail.
         let permit = match self.permits.clone().acquire_owned().await {
             Ok(permit) => permit,
             Err(_) => unreachable!("the connection semaphore is never closed"),
         };
-        let response = request.send().await?;
-        Ok(Sent { response, permit })
+        self.send_with(permit, request).await
     }
 }
 
@@ -131,5 +139,46 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(second.response.status(), 200);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_a_permit_is_bounded() {
+        let client = HttpClient::new(&HttpSettings {
+            max_connections: 1,
+            connection_wait: Duration::from_secs(2),
+            ..HttpSettings::default()
+        })
+        .unwrap();
+        let held = client.permit().await.unwrap();
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            client.permit().await.unwrap_err(),
+            Busy {
+                waited: Duration::from_secs(2)
+            }
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        drop(held);
+        assert!(client.permit().await.is_ok());
+    }
+
+    #[tokio::test]
+    #[allow(clippy::disallowed_methods)] // a test server, not background work
+    async fn redirects_are_not_followed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new()
+            .route(
+                "/moved",
+                axum::routing::get(|| async { axum::response::Redirect::temporary("/target") }),
+            )
+            .route("/target", axum::routing::get(|| async { "followed" }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = HttpClient::new(&HttpSettings::default()).unwrap();
+        let sent = client
+            .send(client.inner().get(format!("http://{addr}/moved")))
+            .await
+            .unwrap();
+        assert_eq!(sent.response.status(), 307);
     }
 }

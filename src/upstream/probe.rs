@@ -1,16 +1,17 @@
 //! A one-token live check of a provider (`abridge providers test`): a real
-//! request through the shared client and the failover code, limited to one
-//! provider and one attempt.
+//! request built and sent by the same code as the proxy's (`request`,
+//! `dispatch`), limited to one provider.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use reqwest::header::HeaderMap;
 
 use super::client::HttpClient;
 use super::dispatch::{self, Body, Mode};
-use super::provider::ApiFormat;
+use super::request::Outgoing;
 use super::router::{Candidate, Upstream};
+use super::signatures::SignatureBook;
 
 #[derive(Debug, serde::Serialize)]
 pub struct ProbeResult {
@@ -35,39 +36,41 @@ pub async fn probe(http: &HttpClient, upstream: Arc<Upstream>) -> ProbeResult {
         upstream: upstream.clone(),
         model: model.clone(),
     };
-    let build = |c: &Candidate, key: Option<&crate::config::Secret>| {
-        let spec = &c.upstream.spec;
-        let body = json!({"model": c.model, "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]});
-        let mut b = match spec.api_format {
-            ApiFormat::Openai => http.inner().post(spec.endpoint("/chat/completions")),
-            ApiFormat::Anthropic => http
-                .inner()
-                .post(spec.endpoint("/messages"))
-                .header("anthropic-version", "2023-06-01"),
-        };
-        if let Some(key) = key {
-            b = match spec.api_format {
-                ApiFormat::Openai => b.bearer_auth(key.expose()),
-                ApiFormat::Anthropic => b.header("x-api-key", key.expose()),
+    let body = serde_json::json!({
+        "model": model, "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]
+    })
+    .to_string();
+    let typed = match crate::protocol::parse_messages_request(body.as_bytes()) {
+        Ok(typed) => typed,
+        Err(e) => {
+            return ProbeResult {
+                provider: spec.name.clone(),
+                model,
+                status: None,
+                latency_ms: 0,
+                ok: false,
+                detail: format!("cannot build the probe request: {e}"),
             };
         }
-        for (name, value) in &spec.custom_headers {
-            let value = key.map_or_else(
-                || value.clone(),
-                |k| value.replace("${API_KEY}", k.expose()),
-            );
-            b = b.header(name.as_str(), value);
-        }
-        Ok(b.header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string()))
     };
+    let headers = HeaderMap::new();
+    let signatures = SignatureBook::default();
+    let outgoing = Outgoing::new(
+        Some(&typed),
+        body.as_bytes(),
+        &headers,
+        "/messages",
+        false,
+        &signatures,
+    );
     let started = Instant::now();
     let result = dispatch::dispatch(
         http,
-        vec![candidate],
+        &[candidate],
+        &outgoing,
         Mode::Buffered,
         Duration::from_millis(200),
-        &build,
+        &mut |_, _| Ok(()),
     )
     .await;
     let latency_ms = started.elapsed().as_millis() as u64;

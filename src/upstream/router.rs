@@ -1,13 +1,19 @@
 //! Routing: which providers, in which order, may serve a model name.
 //!
-//! `haiku` / `sonnet` / `opus` (any Claude model id containing them) map to
-//! the small / middle / big tiers; `provider/model` picks exactly; an upstream
-//! model id configured in some tier is routed to the providers that list it.
-//! Candidates come in `priority`, `random` or `weighted` order, and providers
-//! whose breaker is open are skipped. The provider set is swapped whole on
-//! reload; a provider whose spec did not change keeps its breaker and keys.
+//! Claude model ids map to the small / middle / big tiers through the
+//! [`Catalog`] (its table, else `haiku` / `sonnet` / `opus` in the name);
+//! `provider/model` picks one provider, for
+//! a model it lists (any model when it says `allow_any_model = true`); an
+//! upstream model id configured in some tier is routed to the providers that
+//! list it. Candidates come in `priority`, `random` or `weighted` order.
+//! Breakers and keys do not filter candidates here: dispatch skips the
+//! unusable ones and, when none is usable, still sends to the best of them
+//! (panic routing).
+//!
+//! The provider set and the routing settings are swapped whole on reload
+//! (one lock, read once per request); a provider whose spec, source and
+//! routing settings did not change keeps its breaker and keys.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -15,10 +21,27 @@ use rand::Rng as _;
 use rand::seq::SliceRandom as _;
 
 use super::breaker::Breaker;
-use super::keys::KeyRing;
-use super::provider::{ProviderSpec, Tier};
+use super::catalog::Catalog;
+use super::keys::{KeyRing, Quarantine};
+use super::provider::ProviderSpec;
 use crate::cache::L1;
 use crate::config::{RoutingSettings, Strategy};
+
+/// The most of a client's model string shown in logs and error messages.
+pub const MAX_SHOWN_MODEL_BYTES: usize = 256;
+
+/// `model` cut to [`MAX_SHOWN_MODEL_BYTES`] (at a character boundary), so a
+/// client cannot make our logs and errors arbitrarily large.
+pub fn shown_model(model: &str) -> &str {
+    if model.len() <= MAX_SHOWN_MODEL_BYTES {
+        return model;
+    }
+    let mut end = MAX_SHOWN_MODEL_BYTES;
+    while !model.is_char_boundary(end) {
+        end -= 1;
+    }
+    &model[..end]
+}
 
 /// Where a provider's definition came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -53,8 +76,12 @@ impl Upstream {
             .collect();
         Self {
             family: super::signatures::family(&spec.base_url),
-            keys: KeyRing::new(&spec.api_keys),
-            breaker: Breaker::new(settings.failure_threshold, settings.recovery_timeout),
+            keys: KeyRing::new(&spec.api_keys, Quarantine::from_settings(settings)),
+            breaker: Breaker::new(
+                settings.failure_threshold,
+                settings.recovery_timeout,
+                settings.breaker_enabled,
+            ),
             spec,
             source,
             urls,
@@ -80,16 +107,37 @@ pub struct Candidate {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RouteError {
+    /// The model named (cut to [`MAX_SHOWN_MODEL_BYTES`]).
     #[error("model `{0}` is not served by this gateway")]
     UnknownModel(String),
-    #[error("no provider for model `{0}` is available right now (all circuit breakers are open)")]
-    AllOpen(String),
+}
+
+/// The providers and the routing settings in force, swapped together.
+#[derive(Debug, Default)]
+pub struct Table {
+    upstreams: Vec<Arc<Upstream>>,
+    settings: RoutingSettings,
+}
+
+impl std::ops::Deref for Table {
+    type Target = [Arc<Upstream>];
+    fn deref(&self) -> &[Arc<Upstream>] {
+        &self.upstreams
+    }
+}
+
+impl Table {
+    /// The routing settings in force (after the providers file's keys).
+    pub fn settings(&self) -> &RoutingSettings {
+        &self.settings
+    }
 }
 
 #[derive(Debug)]
 struct Inner {
-    providers: RwLock<Arc<Vec<Arc<Upstream>>>>,
-    settings: RoutingSettings,
+    table: RwLock<Arc<Table>>,
+    /// Which tier each Claude model id routes to.
+    catalog: Catalog,
     /// Conversation hash → provider name, when stickiness is on.
     sticky: Option<L1<u64, Arc<str>>>,
 }
@@ -100,26 +148,41 @@ pub struct Router {
     inner: Arc<Inner>,
 }
 
-/// The tier a Claude family name maps to, if it names one.
-pub fn tier_of(model: &str) -> Option<Tier> {
-    let lower = model.to_ascii_lowercase();
-    if lower.contains("haiku") {
-        Some(Tier::Small)
-    } else if lower.contains("sonnet") {
-        Some(Tier::Middle)
-    } else if lower.contains("opus") {
-        Some(Tier::Big)
-    } else {
-        None
+/// Puts candidates in the strategy's order.
+fn order(strategy: Strategy, found: &mut [Candidate]) {
+    match strategy {
+        Strategy::Priority => found.sort_by_key(|c| c.upstream.spec.priority),
+        Strategy::Random => found.shuffle(&mut rand::thread_rng()),
+        Strategy::Weighted => {
+            // Weighted order without replacement: key = u^(1/w), largest first.
+            let mut rng = rand::thread_rng();
+            let mut keyed: Vec<(f64, Candidate)> = found
+                .iter()
+                .map(|c| {
+                    (
+                        rng.r#gen::<f64>()
+                            .powf(1.0 / c.upstream.spec.weight.max(1) as f64),
+                        c.clone(),
+                    )
+                })
+                .collect();
+            keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
+            for (slot, (_, c)) in found.iter_mut().zip(keyed) {
+                *slot = c;
+            }
+        }
     }
 }
 
 impl Router {
-    pub fn new(settings: &RoutingSettings) -> Self {
+    pub fn new(settings: &RoutingSettings, catalog: Catalog) -> Self {
         Self {
             inner: Arc::new(Inner {
-                providers: RwLock::new(Arc::new(Vec::new())),
-                settings: settings.clone(),
+                table: RwLock::new(Arc::new(Table {
+                    upstreams: Vec::new(),
+                    settings: settings.clone(),
+                })),
+                catalog,
                 sticky: settings
                     .sticky
                     .then(|| L1::new(100_000, Duration::from_secs(3600))),
@@ -127,46 +190,36 @@ impl Router {
         }
     }
 
-    pub fn snapshot(&self) -> Arc<Vec<Arc<Upstream>>> {
+    /// The providers and settings in force.
+    pub fn snapshot(&self) -> Arc<Table> {
         self.inner
-            .providers
+            .table
             .read()
-            .map(|p| p.clone())
+            .map(|t| t.clone())
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    pub fn len(&self) -> usize {
-        self.snapshot().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Replaces the provider set.
-    pub fn replace(&self, specs: Vec<(ProviderSpec, Source)>) {
+    /// Replaces the provider set and the routing settings.
+    pub fn replace(&self, specs: Vec<(ProviderSpec, Source)>, settings: RoutingSettings) {
         let old = self.snapshot();
-        let s = &self.inner.settings;
-        let next: Vec<Arc<Upstream>> = specs
+        let keep = old.settings == settings;
+        let upstreams: Vec<Arc<Upstream>> = specs
             .into_iter()
             .map(|(spec, source)| {
-                let same = old.iter().find(|u| {
-                    u.spec.name == spec.name
-                        && serde_json::to_value(&u.spec).ok() == serde_json::to_value(&spec).ok()
-                        && u.spec.api_keys == spec.api_keys
-                });
+                let same = old
+                    .iter()
+                    .find(|u| keep && u.spec == spec && u.source == source);
                 match same {
                     Some(existing) => existing.clone(),
-                    None => Arc::new(Upstream::new(spec, source, s)),
+                    None => Arc::new(Upstream::new(spec, source, &settings)),
                 }
             })
             .collect();
-        let mut guard = self
-            .inner
-            .providers
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        *guard = Arc::new(next);
+        let mut guard = self.inner.table.write().unwrap_or_else(|p| p.into_inner());
+        *guard = Arc::new(Table {
+            upstreams,
+            settings,
+        });
     }
 
     /// Ordered candidates for a requested model name.
@@ -175,17 +228,19 @@ impl Router {
         requested: &str,
         conversation: Option<u64>,
     ) -> Result<Vec<Candidate>, RouteError> {
-        let providers = self.snapshot();
-        let enabled = providers.iter().filter(|u| u.spec.enabled);
+        let table = self.snapshot();
+        let enabled = table.iter().filter(|u| u.spec.enabled);
         let mut found: Vec<Candidate> = Vec::new();
         if let Some((name, model)) = requested.split_once('/')
             && let Some(u) = enabled.clone().find(|u| u.spec.name == name)
         {
-            found.push(Candidate {
-                upstream: u.clone(),
-                model: model.to_string(),
-            });
-        } else if let Some(tier) = tier_of(requested) {
+            if u.spec.allow_any_model || u.spec.models.all().any(|m| m == model) {
+                found.push(Candidate {
+                    upstream: u.clone(),
+                    model: model.to_string(),
+                });
+            }
+        } else if let Some(tier) = self.inner.catalog.tier_of(requested) {
             for u in enabled {
                 found.extend(u.spec.models.tier(tier).iter().map(|m| Candidate {
                     upstream: u.clone(),
@@ -203,44 +258,15 @@ impl Router {
             }
         }
         if found.is_empty() {
-            return Err(RouteError::UnknownModel(requested.to_string()));
+            return Err(RouteError::UnknownModel(shown_model(requested).to_string()));
         }
-        self.order(&mut found);
+        order(table.settings.strategy, &mut found);
         if let (Some(sticky), Some(conv)) = (&self.inner.sticky, conversation)
             && let Some(name) = sticky.get(&conv)
         {
             found.sort_by_key(|c| c.upstream.spec.name.as_str() != &*name);
         }
-        found.retain(|c| c.upstream.breaker.is_available());
-        if found.is_empty() {
-            return Err(RouteError::AllOpen(requested.to_string()));
-        }
         Ok(found)
-    }
-
-    fn order(&self, found: &mut [Candidate]) {
-        match self.inner.settings.strategy {
-            Strategy::Priority => found.sort_by_key(|c| c.upstream.spec.priority),
-            Strategy::Random => found.shuffle(&mut rand::thread_rng()),
-            Strategy::Weighted => {
-                // Weighted order without replacement: key = u^(1/w), largest first.
-                let mut rng = rand::thread_rng();
-                let mut keyed: Vec<(f64, Candidate)> = found
-                    .iter()
-                    .map(|c| {
-                        (
-                            rng.r#gen::<f64>()
-                                .powf(1.0 / c.upstream.spec.weight.max(1) as f64),
-                            c.clone(),
-                        )
-                    })
-                    .collect();
-                keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
-                for (slot, (_, c)) in found.iter_mut().zip(keyed) {
-                    *slot = c;
-                }
-            }
-        }
     }
 
     /// Records which provider served a conversation (sticky routing).
@@ -250,33 +276,9 @@ impl Router {
         }
     }
 
-    /// Model names a client can ask for: family aliases with a provider, and
-    /// every `provider/model`.
-    pub fn model_names(&self) -> Vec<String> {
-        let providers = self.snapshot();
-        let mut names = Vec::new();
-        for (alias, tier) in [
-            ("opus", Tier::Big),
-            ("sonnet", Tier::Middle),
-            ("haiku", Tier::Small),
-        ] {
-            if providers
-                .iter()
-                .any(|u| u.spec.enabled && !u.spec.models.tier(tier).is_empty())
-            {
-                names.push(alias.to_string());
-            }
-        }
-        let mut seen = HashMap::new();
-        for u in providers.iter().filter(|u| u.spec.enabled) {
-            for m in u.spec.models.all() {
-                let id = format!("{}/{m}", u.spec.name);
-                if seen.insert(id.clone(), ()).is_none() {
-                    names.push(id);
-                }
-            }
-        }
-        names
+    /// The model table the router maps Claude ids with.
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
     }
 
     /// Stable hash of a conversation's opening, for stickiness.
@@ -302,24 +304,31 @@ mod tests {
         .unwrap()
     }
 
+    fn two() -> Vec<(ProviderSpec, Source)> {
+        vec![(spec("b", 2), Source::File), (spec("a", 1), Source::Store)]
+    }
+
+    fn catalog() -> Catalog {
+        Catalog::new(&Default::default()).unwrap()
+    }
+
     fn router() -> Router {
-        let r = Router::new(&RoutingSettings::default());
-        r.replace(vec![
-            (spec("b", 2), Source::File),
-            (spec("a", 1), Source::Store),
-        ]);
+        let r = Router::new(&RoutingSettings::default(), catalog());
+        r.replace(two(), RoutingSettings::default());
         r
+    }
+
+    fn names(c: &[Candidate]) -> Vec<(&str, &str)> {
+        c.iter()
+            .map(|c| (c.upstream.spec.name.as_str(), c.model.as_str()))
+            .collect()
     }
 
     #[test]
     fn families_map_to_tiers_in_priority_order() {
         let r = router();
         let c = r.candidates("claude-sonnet-4-5-20250929", None).unwrap();
-        let got: Vec<_> = c
-            .iter()
-            .map(|c| (c.upstream.spec.name.as_str(), c.model.as_str()))
-            .collect();
-        assert_eq!(got, [("a", "a-mid"), ("b", "b-mid")]);
+        assert_eq!(names(&c), [("a", "a-mid"), ("b", "b-mid")]);
         assert_eq!(r.candidates("opus", None).unwrap()[0].model, "a-big");
         assert_eq!(
             r.candidates("claude-3-5-haiku-latest", None).unwrap_err(),
@@ -328,47 +337,59 @@ mod tests {
     }
 
     #[test]
-    fn exact_and_upstream_ids() {
+    fn exact_names_reach_only_listed_models_unless_allowed() {
         let r = router();
-        let c = r.candidates("b/anything", None).unwrap();
-        assert_eq!((c.len(), c[0].model.as_str()), (1, "anything"));
+        let c = r.candidates("b/b-mid", None).unwrap();
+        assert_eq!(names(&c), [("b", "b-mid")]);
+        assert_eq!(
+            r.candidates("b/anything", None).unwrap_err(),
+            RouteError::UnknownModel("b/anything".into())
+        );
         let c = r.candidates("b-big", None).unwrap();
         assert_eq!(c[0].upstream.spec.name, "b");
         assert!(matches!(
             r.candidates("gpt-9", None),
             Err(RouteError::UnknownModel(_))
         ));
+        let mut open = spec("b", 2);
+        open.allow_any_model = true;
+        r.replace(vec![(open, Source::File)], RoutingSettings::default());
+        let c = r.candidates("b/anything", None).unwrap();
+        assert_eq!(names(&c), [("b", "anything")]);
     }
 
     #[test]
-    fn open_breakers_are_skipped() {
+    fn unknown_models_are_named_but_capped() {
+        let r = router();
+        let long = format!("{}é{}", "x".repeat(255), "y".repeat(10_000));
+        let RouteError::UnknownModel(shown) = r.candidates(&long, None).unwrap_err();
+        assert_eq!(shown, "x".repeat(255), "cut at a character boundary");
+        assert_eq!(shown_model("short"), "short");
+    }
+
+    #[test]
+    fn open_breakers_do_not_remove_candidates() {
         let r = router();
         let a = r.candidates("opus", None).unwrap()[0].upstream.clone();
         for _ in 0..5 {
             a.breaker.record_failure();
         }
         let c = r.candidates("opus", None).unwrap();
-        assert_eq!(c[0].upstream.spec.name, "b");
-        let b = c[0].upstream.clone();
-        for _ in 0..5 {
-            b.breaker.record_failure();
-        }
-        assert!(matches!(
-            r.candidates("opus", None),
-            Err(RouteError::AllOpen(_))
-        ));
+        assert_eq!(
+            names(&c),
+            [("a", "a-big"), ("b", "b-big")],
+            "dispatch decides what to skip"
+        );
     }
 
     #[test]
     fn sticky_conversations_stay_with_their_provider() {
-        let r = Router::new(&RoutingSettings {
+        let settings = RoutingSettings {
             sticky: true,
             ..RoutingSettings::default()
-        });
-        r.replace(vec![
-            (spec("b", 2), Source::File),
-            (spec("a", 1), Source::Store),
-        ]);
+        };
+        let r = Router::new(&settings, catalog());
+        r.replace(two(), settings);
         let conversation = Some(Router::conversation_key("first message"));
         assert_eq!(
             r.candidates("opus", conversation).unwrap()[0]
@@ -393,19 +414,57 @@ mod tests {
     }
 
     #[test]
-    fn reload_keeps_state_of_unchanged_providers() {
+    fn reload_keeps_state_only_when_nothing_changed() {
         let r = router();
-        let a = r.candidates("opus", None).unwrap()[0].upstream.clone();
-        r.replace(vec![(spec("a", 1), Source::Store)]);
-        assert!(Arc::ptr_eq(
-            &a,
-            &r.candidates("opus", None).unwrap()[0].upstream
-        ));
-        r.replace(vec![(spec("a", 3), Source::Store)]);
-        assert!(!Arc::ptr_eq(
-            &a,
-            &r.candidates("opus", None).unwrap()[0].upstream
-        ));
-        assert_eq!(r.model_names(), ["opus", "sonnet", "a/a-big", "a/a-mid"]);
+        let a = || r.candidates("opus", None).unwrap()[0].upstream.clone();
+        let first = a();
+        r.replace(
+            vec![(spec("a", 1), Source::Store)],
+            RoutingSettings::default(),
+        );
+        assert!(
+            Arc::ptr_eq(&first, &a()),
+            "unchanged: same breaker and keys"
+        );
+        // Every field counts, not only those that serialize.
+        let mut changed = spec("a", 1);
+        changed.first_byte_timeout = Some(Duration::from_secs(3));
+        r.replace(vec![(changed, Source::Store)], RoutingSettings::default());
+        let second = a();
+        assert!(!Arc::ptr_eq(&first, &second));
+        let mut changed = spec("a", 1);
+        changed.first_byte_timeout = Some(Duration::from_secs(3));
+        r.replace(
+            vec![(changed.clone(), Source::File)],
+            RoutingSettings::default(),
+        );
+        assert!(!Arc::ptr_eq(&second, &a()), "the source counts too");
+        let third = a();
+        let strict = RoutingSettings {
+            failure_threshold: 1,
+            ..RoutingSettings::default()
+        };
+        r.replace(vec![(changed, Source::File)], strict.clone());
+        assert!(!Arc::ptr_eq(&third, &a()), "new breaker settings");
+        assert_eq!(r.snapshot().settings(), &strict);
+    }
+
+    #[test]
+    fn the_strategy_comes_from_the_table() {
+        let r = router();
+        let weighted = RoutingSettings {
+            strategy: Strategy::Weighted,
+            ..RoutingSettings::default()
+        };
+        let mut heavy = spec("b", 2);
+        heavy.weight = 1_000_000;
+        r.replace(
+            vec![(heavy, Source::File), (spec("a", 1), Source::Store)],
+            weighted,
+        );
+        let firsts = (0..20)
+            .filter(|_| r.candidates("opus", None).unwrap()[0].upstream.spec.name == "b")
+            .count();
+        assert!(firsts >= 19, "weight, not priority, decides: {firsts}/20");
     }
 }

@@ -294,9 +294,6 @@ async fn providers_import_list_and_test_use_the_store() {
     };
     let mut import = abridge(dir.path());
     import.args(["providers", "import"]).arg(&file);
-    let (code, _, err) = run(&mut import);
-    assert_eq!(code, 2, "import refuses an ephemeral ENCRYPTION_KEY");
-    assert!(err.contains("ENCRYPTION_KEY"), "{err}");
     keyed(&mut import);
     let (code, out, err) = tokio::task::spawn_blocking(move || run(&mut import))
         .await
@@ -341,6 +338,46 @@ async fn providers_import_list_and_test_use_the_store() {
     assert!(
         err.contains("provider up") && err.contains("ENCRYPTION_KEY"),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_cli_and_the_server_share_the_first_run_key_file() {
+    let mock = MockUpstream::start(|_, _| Reply::Json(200, openai_text("pong"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    std::fs::write(&file, providers_toml(&[("up", "openai", &mock.url(), 1)])).unwrap();
+    let mut import = abridge(dir.path());
+    import.args(["providers", "import"]).arg(&file);
+    let (code, _, err) = tokio::task::spawn_blocking(move || run(&mut import))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("generated JWT_SECRET_KEY/ENCRYPTION_KEY in"),
+        "{err}"
+    );
+    assert!(!err.contains("WARNING"), "{err}");
+    let keyfile = dir.path().join("abridge.secrets");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&keyfile).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    let mut test = abridge(dir.path());
+    test.args(["providers", "test", "up"]);
+    let (code, out, err) = tokio::task::spawn_blocking(move || run(&mut test))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(
+        err.contains("using JWT_SECRET_KEY/ENCRYPTION_KEY in"),
+        "{err}"
+    );
+    assert_eq!(
+        mock.received()[0].headers["authorization"],
+        "Bearer up-key",
+        "the key sealed by the first run opens in the second"
     );
 }
 

@@ -31,8 +31,13 @@ pub enum Reply {
     Raw(u16, Vec<(&'static str, String)>, String),
     /// SSE chunks, each sent after its delay.
     Chunks(Vec<(Duration, String)>),
+    /// The same, then the connection is cut mid-body (a reset).
+    ChunksThenReset(Vec<(Duration, String)>),
     /// Never answers.
     Hang,
+    /// An SSE stream that repeats this chunk, one per interval, until the
+    /// client goes away.
+    Endless(String, Duration),
 }
 
 type Script = dyn Fn(&Received, usize) -> Reply + Send + Sync;
@@ -88,23 +93,19 @@ async fn handle(
             }
             r
         }
-        Reply::Chunks(chunks) => {
-            // The flag counts a stream dropped before its last chunk was sent.
-            let flag = Some(Abandoned(state.abandoned.clone()));
-            let stream = futures_util::stream::unfold(
-                (chunks.into_iter(), flag),
-                |(mut it, mut flag)| async move {
-                    let Some((delay, text)) = it.next() else {
-                        std::mem::forget(flag.take());
-                        return None;
-                    };
-                    tokio::time::sleep(delay).await;
-                    Some((
-                        Ok::<_, std::convert::Infallible>(Bytes::from(text)),
-                        (it, flag),
-                    ))
-                },
-            );
+        Reply::Chunks(chunks) => chunked(&state, chunks, false),
+        Reply::ChunksThenReset(chunks) => chunked(&state, chunks, true),
+        Reply::Endless(chunk, every) => {
+            // Counted as abandoned when the gateway drops the stream.
+            let flag = Abandoned(state.abandoned.clone());
+            let chunk = Bytes::from(chunk);
+            let stream = futures_util::stream::unfold(flag, move |flag| {
+                let chunk = chunk.clone();
+                async move {
+                    tokio::time::sleep(every).await;
+                    Some((Ok::<_, std::convert::Infallible>(chunk), flag))
+                }
+            });
             let mut r = Response::new(Body::from_stream(stream));
             r.headers_mut()
                 .insert("content-type", "text/event-stream".parse().unwrap());
@@ -116,6 +117,32 @@ async fn handle(
             unreachable!()
         }
     }
+}
+
+/// A streamed body of `chunks`, each after its delay; with `reset`, the body
+/// then fails, and hyper cuts the connection without ending the body.
+fn chunked(state: &MockState, chunks: Vec<(Duration, String)>, reset: bool) -> Response {
+    // The flag counts a stream dropped before its last chunk was sent.
+    let flag = Some(Abandoned(state.abandoned.clone()));
+    let stream = futures_util::stream::unfold(
+        (chunks.into_iter(), flag, reset),
+        |(mut it, mut flag, reset)| async move {
+            let Some((delay, text)) = it.next() else {
+                std::mem::forget(flag.take());
+                if reset {
+                    let cut = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut");
+                    return Some((Err(cut), (it, None, false)));
+                }
+                return None;
+            };
+            tokio::time::sleep(delay).await;
+            Some((Ok(Bytes::from(text)), (it, flag, reset)))
+        },
+    );
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut()
+        .insert("content-type", "text/event-stream".parse().unwrap());
+    r
 }
 
 impl MockUpstream {
@@ -159,15 +186,18 @@ impl MockUpstream {
         self.abandoned.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Waits (at most 3 s) until the mock has dropped a request unanswered.
-    pub async fn wait_abandoned(&self) -> usize {
-        for _ in 0..60 {
-            if self.abandoned() > 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    /// Waits (at most `limit`) until the mock has dropped `n` requests unanswered.
+    pub async fn wait_abandoned_n(&self, n: usize, limit: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.abandoned() < n && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.abandoned()
+    }
+
+    /// Waits (at most 3 s) until the mock has dropped a request unanswered.
+    pub async fn wait_abandoned(&self) -> usize {
+        self.wait_abandoned_n(1, Duration::from_secs(3)).await
     }
 
     /// Waits until the mock has received a first request.
@@ -276,6 +306,8 @@ impl TestApp {
         settings.admin.password = Some(Secret::new("integration-test-password"));
         settings.routing.backoff = Duration::from_millis(10);
         settings.server.shutdown_timeout = Duration::from_secs(5);
+        // Tests read breaker and key state from `/ready` with the test key.
+        settings.server.ready_detail = true;
         tweak(&mut settings);
         let state = server::bootstrap::build_state(settings).await.unwrap();
         let key = state
@@ -316,10 +348,41 @@ impl TestApp {
             .header("x-api-key", &self.key)
     }
 
-    pub async fn messages(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
-        let r = self.post("/v1/messages").json(&body).send().await.unwrap();
+    /// `GET path` with the client key; status and JSON body.
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .header("x-api-key", &self.key)
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Posts `body` to `/v1/messages`.
+    pub async fn send(&self, body: &serde_json::Value) -> reqwest::Response {
+        self.post("/v1/messages").json(body).send().await.unwrap()
+    }
+
+    pub async fn messages(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let r = self.send(&body).await;
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// A provider's entry on `/ready` (breaker and key state); the app must
+    /// run with `server.ready_detail = true`.
+    pub async fn ready_provider(&self, provider: &str) -> serde_json::Value {
+        let (_, ready) = self.get_json("/ready").await;
+        ready["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == provider)
+            .unwrap()
+            .clone()
     }
 
     /// Stops the server gracefully and waits until it has flushed its logs.
@@ -334,6 +397,18 @@ impl TestApp {
     }
 }
 
+/// A gateway with one OpenAI-format provider `p` (every tier) whose mock
+/// answers "hi there"; `tweak` adjusts the settings.
+pub async fn openai_app_with(tweak: impl FnOnce(&mut Settings)) -> (MockUpstream, TestApp) {
+    let mock = MockUpstream::start(|_, _| Reply::Json(200, openai_text("hi there"))).await;
+    let providers = providers_toml(&[("p", "openai", &mock.url(), 1)]);
+    (mock, TestApp::spawn_with(&providers, tweak).await)
+}
+
+pub async fn openai_app() -> (MockUpstream, TestApp) {
+    openai_app_with(|_| {}).await
+}
+
 /// A 429 answer with the given `Retry-After`.
 pub fn rate_limited(retry_after: &str) -> Reply {
     Reply::Raw(
@@ -345,4 +420,66 @@ pub fn rate_limited(retry_after: &str) -> Reply {
 
 pub fn hello(model: &str) -> serde_json::Value {
     serde_json::json!({"model": model, "max_tokens": 32, "messages": [{"role": "user", "content": "hello"}]})
+}
+
+/// The first admin every `TestApp` starts with.
+pub const ADMIN_EMAIL: &str = "admin@localhost";
+pub const ADMIN_PASSWORD: &str = "integration-test-password";
+
+/// Admin API helpers.
+impl TestApp {
+    /// Creates a user with `role` straight in the store; returns their password.
+    pub async fn add_user(&self, email: &str, role: abridge::store::Role) -> String {
+        let password = format!("password-of-{email}");
+        let hash = abridge::secrets::password::hash(password.clone())
+            .await
+            .unwrap();
+        let user = self
+            .state
+            .store
+            .create_user(email, &hash, role)
+            .await
+            .unwrap();
+        self.state.identity.remember(&user);
+        password
+    }
+
+    /// Logs in through the API; returns the bearer token.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let r = self
+            .client
+            .post(self.url("/api/auth/login"))
+            .json(&serde_json::json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "login of {email}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// A request to the admin API, with a bearer token when given.
+    pub fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, self.url(path));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Status and JSON body of a `GET` with a bearer token.
+    pub async fn api_get(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .api(reqwest::Method::GET, path, Some(token))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
 }

@@ -6,10 +6,17 @@
 // Helpers outside #[test] functions panic on failure too; that is the point.
 #![allow(clippy::unwrap_used)]
 
+mod admin;
 mod cli;
+mod failures;
 mod gateway;
 mod harness;
+mod limits;
+mod models;
 mod passthrough;
 mod protocol;
+mod ready;
+mod request_logs;
 mod resilience;
+mod sso;
 mod streaming;

@@ -85,12 +85,14 @@ async fn body_goes_up_unchanged_except_model_and_answer_comes_back_unchanged() {
     assert_eq!(mock.received()[1].path, "/v1/messages/count_tokens");
 
     let state = app.stop().await;
-    let logs = state.store.recent_logs(1).await.unwrap();
+    // Newest first: the count_tokens row, then the message's.
+    let logs = state.store.recent_logs(2).await.unwrap();
+    assert_eq!(logs[0].endpoint, abridge::store::Endpoint::CountTokens);
     assert_eq!(
         (
-            logs[0].input_tokens,
-            logs[0].output_tokens,
-            logs[0].cache_read_tokens
+            logs[1].input_tokens,
+            logs[1].output_tokens,
+            logs[1].cache_read_tokens
         ),
         (7, 2, 5)
     );
@@ -223,29 +225,62 @@ async fn signed_thinking_goes_only_back_to_the_family_that_signed_it() {
 }
 
 #[tokio::test]
-async fn a_stalled_passthrough_stream_ends_with_an_error_event() {
+async fn a_stalled_or_cut_off_passthrough_stream_ends_with_an_error_event() {
     let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"a-big\",\"usage\":{\"input_tokens\":4,\"output_tokens\":1}}}\n\n";
-    let chunks = vec![
+    let stalled = vec![
         (std::time::Duration::ZERO, start.to_string()),
         (std::time::Duration::from_secs(10), "never".to_string()),
     ];
-    let mock = MockUpstream::start(move |_, _| Reply::Chunks(chunks.clone())).await;
-    let providers = providers_toml(&[("a", "anthropic", &mock.url(), 1)])
-        .replace("timeout = \"3s\"", "timeout = \"400ms\"");
-    let app = TestApp::spawn(&providers).await;
+    let cut_off = vec![(std::time::Duration::ZERO, start.to_string())];
+    for (chunks, kind) in [(stalled, "timeout"), (cut_off, "incomplete_response")] {
+        let mock = MockUpstream::start(move |_, _| Reply::Chunks(chunks.clone())).await;
+        let providers = providers_toml(&[("a", "anthropic", &mock.url(), 1)])
+            .replace("timeout = \"3s\"", "timeout = \"400ms\"");
+        let app = TestApp::spawn(&providers).await;
+        let r = app.post("/v1/messages").json(&json!({"model": "opus", "max_tokens": 5, "stream": true, "messages": [{"role": "user", "content": "x"}]})).send().await.unwrap();
+        let text = r.text().await.unwrap();
+        assert!(
+            text.starts_with(start),
+            "{kind}: what arrived is passed on unchanged"
+        );
+        let events = crate::harness::sse_events(&text);
+        assert_eq!(events.last().unwrap().0, "error", "{kind}");
+        let state = app.stop().await;
+        assert_eq!(
+            state.store.recent_logs(1).await.unwrap()[0]
+                .error_kind
+                .as_deref(),
+            Some(kind)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_passthrough_stream_opening_with_an_error_event_fails_over() {
+    let overloaded = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+    let failing = MockUpstream::start(move |_, _| {
+        Reply::Chunks(vec![(std::time::Duration::ZERO, overloaded.to_string())])
+    })
+    .await;
+    let answer = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"usage\":{\"input_tokens\":4,\"output_tokens\":1}}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    let good = MockUpstream::start(move |_, _| {
+        Reply::Chunks(vec![(std::time::Duration::ZERO, answer.to_string())])
+    })
+    .await;
+    let app = TestApp::spawn(&providers_toml(&[
+        ("a", "anthropic", &failing.url(), 1),
+        ("b", "anthropic", &good.url(), 2),
+    ]))
+    .await;
     let r = app.post("/v1/messages").json(&json!({"model": "opus", "max_tokens": 5, "stream": true, "messages": [{"role": "user", "content": "x"}]})).send().await.unwrap();
-    let text = r.text().await.unwrap();
-    assert!(
-        text.starts_with(start),
-        "what arrived is passed on unchanged"
-    );
-    let events = crate::harness::sse_events(&text);
-    assert_eq!(events.last().unwrap().0, "error");
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().ends_with("message_stop\"}\n\n"));
+    assert_eq!(good.received().len(), 1, "the failed opening moved on to b");
     let state = app.stop().await;
     assert_eq!(
         state.store.recent_logs(1).await.unwrap()[0]
-            .error_kind
+            .provider
             .as_deref(),
-        Some("timeout")
+        Some("b")
     );
 }

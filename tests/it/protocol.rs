@@ -6,13 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{MockUpstream, Reply, TestApp, openai_text, providers_toml};
-
-async fn openai_app() -> (MockUpstream, TestApp) {
-    let mock = MockUpstream::start(|_, _| Reply::Json(200, openai_text("hi there"))).await;
-    let app = TestApp::spawn(&providers_toml(&[("p", "openai", &mock.url(), 1)])).await;
-    (mock, app)
-}
+use crate::harness::{MockUpstream, Reply, TestApp, openai_app, openai_text, providers_toml};
 
 /// A 1 MB word used to take minutes (BPE merging is quadratic in a
 /// piece's length); it is now linear, under a second even in a debug build.
@@ -24,13 +18,8 @@ async fn count_tokens_of_a_megabyte_word_answers_within_a_second() {
         .collect();
     let body = json!({"model": "sonnet", "messages": [{"role": "user", "content": word}]});
     // Warm the tokenizer (built once per process) outside the measurement.
-    let warm = app
-        .post("/v1/messages/count_tokens")
-        .json(&json!({"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(warm.status(), 200);
+    let hi = json!({"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(count_tokens(&app, &hi).await.0, 200);
     let started = Instant::now();
     let r = tokio::time::timeout(
         Duration::from_secs(10),
@@ -49,9 +38,14 @@ async fn count_tokens_of_a_megabyte_word_answers_within_a_second() {
     assert!(mock.received().is_empty());
 }
 
-/// Posts `body` and returns the status and the error JSON.
-async fn post(app: &TestApp, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-    let r = app.post(path).json(body).send().await.unwrap();
+/// Posts `body` to `/v1/messages/count_tokens`; the status and the JSON.
+async fn count_tokens(app: &TestApp, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let r = app
+        .post("/v1/messages/count_tokens")
+        .json(body)
+        .send()
+        .await
+        .unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
@@ -94,7 +88,7 @@ async fn anthropic_request_rules_are_400_naming_the_field() {
         ),
     ];
     for (body, expected) in cases {
-        let (status, v) = post(&app, "/v1/messages", &body).await;
+        let (status, v) = app.messages(body).await;
         assert_eq!(status, 400, "{v}");
         assert_eq!(v["type"], "error");
         assert_eq!(v["error"]["type"], "invalid_request_error");
@@ -104,7 +98,7 @@ async fn anthropic_request_rules_are_400_naming_the_field() {
     let unpaired = json!({"model": "sonnet", "messages": [
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "x"}]}
     ]});
-    let (status, v) = post(&app, "/v1/messages/count_tokens", &unpaired).await;
+    let (status, v) = count_tokens(&app, &unpaired).await;
     assert_eq!(status, 400);
     assert!(
         v["error"]["message"]
@@ -134,7 +128,7 @@ async fn interleaved_thinking_budget_may_exceed_max_tokens() {
     let body = json!({"model": "sonnet", "max_tokens": 32000,
         "thinking": {"type": "enabled", "budget_tokens": 63999},
         "messages": [{"role": "user", "content": "hi"}]});
-    let (status, _) = post(&app, "/v1/messages", &body).await;
+    let (status, _) = app.messages(body.clone()).await;
     assert_eq!(status, 400);
     let r = app
         .post("/v1/messages")
@@ -171,10 +165,10 @@ async fn reasoning_and_structured_output_reach_an_openai_format_provider() {
                 "format": {"type": "json_schema", "schema": schema}},
             "messages": [{"role": "user", "content": "name?"}]})
     };
-    let (status, answer) = post(&app, "/v1/messages", &ask("reasoning/reasoning-mid")).await;
+    let (status, answer) = app.messages(ask("reasoning/reasoning-mid")).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["content"][0]["text"], "{\"name\":\"x\"}");
-    let (status, _) = post(&app, "/v1/messages", &ask("plain/plain-mid")).await;
+    let (status, _) = app.messages(ask("plain/plain-mid")).await;
     assert_eq!(status, 200);
     let received = mock.received();
     assert_eq!(received[0].body["reasoning_effort"], "high");
@@ -190,7 +184,7 @@ async fn reasoning_and_structured_output_reach_an_openai_format_provider() {
     // What cannot be mapped is refused, not dropped.
     let mut xml = ask("plain/plain-mid");
     xml["output_config"]["format"] = json!({"type": "xml"});
-    let (status, v) = post(&app, "/v1/messages", &xml).await;
+    let (status, v) = app.messages(xml).await;
     assert_eq!(status, 400);
     assert!(
         v["error"]["message"]
@@ -222,9 +216,9 @@ fn an_unknown_reasoning_effort_in_a_providers_file_is_refused() {
         format!("{base}reasoning_efforts = [\"none\", \"xhigh\"]\n"),
     )
     .unwrap();
-    let specs = abridge::upstream::provider::load_file(&path).unwrap();
+    let file = abridge::upstream::provider::load_file(&path).unwrap();
     assert_eq!(
-        specs[0].reasoning_efforts,
+        file.providers[0].reasoning_efforts,
         [
             abridge::protocol::Effort::None,
             abridge::protocol::Effort::Xhigh

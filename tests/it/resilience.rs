@@ -55,6 +55,7 @@ async fn breaker_opens_then_recovers_through_a_probe() {
     let app = TestApp::spawn_with(&providers, |s| {
         s.routing.failure_threshold = 2;
         s.routing.recovery_timeout = Duration::from_millis(400);
+        s.server.ready_detail = true;
     })
     .await;
     let (status, body) = app.messages(hello("sonnet")).await;
@@ -62,23 +63,27 @@ async fn breaker_opens_then_recovers_through_a_probe() {
         (status, body["content"][0]["text"].as_str()),
         (200, Some("backup"))
     );
-    assert_eq!(flaky.received().len(), 2, "two failures open the breaker");
+    assert_eq!(flaky.received().len(), 2, "one attempt and one retry");
+    assert_eq!(
+        breaker_of(&app, "flaky").await,
+        "closed",
+        "a request counts once, however often it was retried"
+    );
+    app.messages(hello("sonnet")).await;
+    assert_eq!(flaky.received().len(), 4);
+    assert_eq!(
+        breaker_of(&app, "flaky").await,
+        "open",
+        "the second failed request opens it (visible on /ready)"
+    );
     for _ in 0..3 {
         assert_eq!(
             app.messages(hello("sonnet")).await.1["content"][0]["text"],
             "backup"
         );
     }
-    assert_eq!(flaky.received().len(), 2, "an open breaker is skipped");
-    let ready: serde_json::Value = app
-        .client
-        .get(app.url("/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(flaky.received().len(), 4, "an open breaker is skipped");
+    let (_, ready) = app.get_json("/ready").await;
     let flaky_ready = ready["providers"]
         .as_array()
         .unwrap()
@@ -104,10 +109,21 @@ async fn breaker_opens_then_recovers_through_a_probe() {
     );
 }
 
+/// A provider's breaker state as `/ready` shows it.
+async fn breaker_of(app: &TestApp, provider: &str) -> String {
+    app.ready_provider(provider).await["breaker"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[tokio::test]
-async fn refused_key_is_disabled_and_the_next_key_used() {
-    let mock = MockUpstream::start(|req, _| {
-        if req.headers["authorization"] == "Bearer bad-key" {
+async fn a_refused_key_is_quarantined_after_three_requests_and_comes_back() {
+    let accepts_bad = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = accepts_bad.clone();
+    let mock = MockUpstream::start(move |req, _| {
+        let fixed = flag.load(std::sync::atomic::Ordering::SeqCst);
+        if req.headers["authorization"] == "Bearer bad-key" && !fixed {
             Reply::Json(
                 401,
                 serde_json::json!({"error": {"message": "invalid key"}}),
@@ -121,17 +137,64 @@ async fn refused_key_is_disabled_and_the_next_key_used() {
         "api_keys = [\"p-key\"]",
         "api_keys = [\"bad-key\", \"good-key\"]",
     );
-    let app = TestApp::spawn(&providers).await;
-    for _ in 0..4 {
-        assert_eq!(app.messages(hello("opus")).await.0, 200);
+    let app = TestApp::spawn_with(&providers, |s| {
+        s.routing.key_quarantine = Duration::from_millis(300);
+    })
+    .await;
+    for _ in 0..8 {
+        assert_eq!(
+            app.messages(hello("opus")).await.0,
+            200,
+            "a refused key moves the request to the other key"
+        );
     }
     assert_eq!(
         mock.received_with_key("bad-key"),
-        1,
-        "a refused key is not used again"
+        3,
+        "three requests refused on it quarantine it"
     );
-    let counts = app.state.router.snapshot()[0].keys.counts();
-    assert_eq!((counts.total, counts.disabled), (2, 1));
+    let keys = &app.ready_provider("p").await["keys"];
+    assert_eq!(
+        (keys["total"].as_u64(), keys["quarantined"].as_u64()),
+        (Some(2), Some(1))
+    );
+
+    accepts_bad.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for _ in 0..4 {
+        assert_eq!(app.messages(hello("opus")).await.0, 200);
+    }
+    assert!(
+        mock.received_with_key("bad-key") >= 5,
+        "after its quarantine the key is tried again, and accepted, stays"
+    );
+    let keys = &app.ready_provider("p").await["keys"];
+    assert_eq!(keys["quarantined"].as_u64(), Some(0));
+}
+
+#[tokio::test]
+async fn a_moderation_403_is_not_a_key_fault_and_is_not_fanned_out() {
+    let mock = MockUpstream::start(|_, _| {
+        Reply::Json(
+            403,
+            serde_json::json!({"error": {"message": "Your request was flagged by our moderation system"}}),
+        )
+    })
+    .await;
+    let providers = providers_toml(&[("p", "openai", &mock.url(), 1)])
+        .replace("api_keys = [\"p-key\"]", "api_keys = [\"k1\", \"k2\"]");
+    let app = TestApp::spawn(&providers).await;
+    for n in 1..=5 {
+        let (status, body) = app.messages(hello("opus")).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("flagged by our moderation"), "{message}");
+        assert_eq!(mock.received().len(), n, "one upstream request per request");
+    }
+    let keys = &app.ready_provider("p").await["keys"];
+    assert_eq!(keys["quarantined"].as_u64(), Some(0));
+    assert_eq!(breaker_of(&app, "p").await, "closed");
 }
 
 #[tokio::test]
@@ -261,8 +324,8 @@ async fn a_rate_limited_provider_fails_over_without_waiting() {
     assert_eq!(body["error"]["type"], "rate_limit_error");
     assert_eq!(
         alone.received().len(),
-        2,
-        "the only provider is retried (max_retries = 1)"
+        1,
+        "the last candidate's 429 goes to the client, whose SDK retries"
     );
 }
 

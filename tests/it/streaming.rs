@@ -117,10 +117,13 @@ async fn text_then_tool_call_streams_the_tool_with_its_arguments() {
 }
 
 #[tokio::test]
-async fn missing_done_still_ends_cleanly() {
+async fn finish_reason_without_done_still_ends_cleanly() {
     let chunks = vec![(
         Duration::ZERO,
-        format!("data: {}\n\n", chunk(json!({"content": "partial"}), None)),
+        format!(
+            "data: {}\n\n",
+            chunk(json!({"content": "whole"}), Some("stop"))
+        ),
     )];
     let (_mock, events) = stream_through(chunks).await;
     let n = names(&events);
@@ -129,7 +132,7 @@ async fn missing_done_still_ends_cleanly() {
 }
 
 #[tokio::test]
-async fn broken_upstream_stream_ends_with_an_error_event() {
+async fn garbage_after_content_ends_with_an_error_event() {
     let chunks = vec![
         (
             Duration::ZERO,
@@ -251,4 +254,212 @@ async fn a_client_leaving_a_stream_cancels_the_upstream_stream() {
     let state = app.stop().await;
     let log = &state.store.recent_logs(1).await.unwrap()[0];
     assert_eq!(log.error_kind.as_deref(), Some("client_closed"));
+}
+
+/// Streams a request through providers `broken` (priority 1) and, when
+/// given, `good` (priority 2); returns the response and the app.
+async fn stream_with_fallback(
+    broken: Reply,
+    good: Option<Vec<(Duration, String)>>,
+) -> (
+    reqwest::Response,
+    TestApp,
+    MockUpstream,
+    Option<MockUpstream>,
+) {
+    let mock = MockUpstream::start(move |_, _| broken.clone()).await;
+    let good = match good {
+        Some(chunks) => Some(MockUpstream::start(move |_, _| Reply::Chunks(chunks.clone())).await),
+        None => None,
+    };
+    let mut providers = vec![("broken", "openai", mock.url(), 1)];
+    if let Some(good) = &good {
+        providers.push(("good", "openai", good.url(), 2));
+    }
+    let providers: Vec<(&str, &str, &str, i64)> = providers
+        .iter()
+        .map(|(n, f, u, p)| (*n, *f, u.as_str(), *p))
+        .collect();
+    let app = TestApp::spawn(&providers_toml(&providers)).await;
+    let r = stream_request(&app).await;
+    (r, app, mock, good)
+}
+
+/// The ways an OpenAI-format stream can break before its first event.
+fn broken_openings() -> Vec<(&'static str, Reply, &'static str)> {
+    let data = |text: &str| vec![(Duration::ZERO, text.to_string())];
+    vec![
+        (
+            "not JSON",
+            Reply::Chunks(data("data: {not json\n\n")),
+            "invalid_response",
+        ),
+        (
+            "no choices before any content",
+            Reply::Chunks(data(&format!(
+                "data: {}\n\n",
+                json!({"id": "c", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 0}})
+            ))),
+            "invalid_response",
+        ),
+        (
+            "[DONE] before any choice",
+            Reply::Chunks(data("data: [DONE]\n\n")),
+            "invalid_response",
+        ),
+        (
+            "an error chunk",
+            Reply::Chunks(data(&format!(
+                "data: {}\n\n",
+                json!({"error": {"message": "model crashed"}})
+            ))),
+            "upstream_error",
+        ),
+        (
+            "ended without any data",
+            Reply::Chunks(vec![]),
+            "incomplete_response",
+        ),
+        (
+            "reset before any data",
+            Reply::ChunksThenReset(vec![]),
+            "connect",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn a_stream_broken_before_its_first_event_fails_over() {
+    let good = openai_sse(&[chunk(json!({"content": "from good"}), Some("stop"))]);
+    for (case, reply, _) in broken_openings() {
+        let (r, app, _broken, _good) = stream_with_fallback(reply, Some(good.clone())).await;
+        assert_eq!(r.status(), 200, "{case}");
+        let events = sse_events(&r.text().await.unwrap());
+        let text: Vec<&str> = events
+            .iter()
+            .filter_map(|(_, d)| d["delta"]["text"].as_str())
+            .collect();
+        assert_eq!(text, ["from good"], "{case}");
+        assert_eq!(names(&events).last(), Some(&"message_stop"), "{case}");
+        let state = app.stop().await;
+        let log = &state.store.recent_logs(1).await.unwrap()[0];
+        assert_eq!(
+            (log.provider.as_deref(), log.error_kind.as_deref()),
+            (Some("good"), None),
+            "{case}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stream_broken_before_its_first_event_is_a_json_error_on_the_last_provider() {
+    for (case, reply, kind) in broken_openings() {
+        let (r, app, _broken, _) = stream_with_fallback(reply, None).await;
+        assert_eq!(r.status(), 502, "{case}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json"),
+            "{case}"
+        );
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "api_error", "{case}");
+        let state = app.stop().await;
+        let log = &state.store.recent_logs(1).await.unwrap()[0];
+        assert_eq!(
+            (log.status, log.error_kind.as_deref()),
+            (502, Some(kind)),
+            "{case}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stream_broken_after_its_first_event_ends_with_an_error_event() {
+    let started = (
+        Duration::ZERO,
+        format!("data: {}\n\n", chunk(json!({"content": "partial"}), None)),
+    );
+    // Later chunks come apart in time, so the opening is the first one only.
+    let later = |text: String| (Duration::from_millis(20), text);
+    let cases = vec![
+        (
+            "not JSON",
+            Reply::Chunks(vec![started.clone(), later("data: {not json\n\n".into())]),
+            "invalid_response",
+        ),
+        (
+            "an error chunk",
+            Reply::Chunks(vec![
+                started.clone(),
+                later(format!(
+                    "data: {}\n\n",
+                    json!({"error": {"message": "overloaded"}})
+                )),
+            ]),
+            "upstream_error",
+        ),
+        (
+            "no finish_reason and no [DONE]",
+            Reply::Chunks(vec![started.clone()]),
+            "incomplete_response",
+        ),
+        (
+            "reset",
+            Reply::ChunksThenReset(vec![
+                started.clone(),
+                later(format!(
+                    "data: {}\n\n",
+                    chunk(json!({"content": "more"}), None)
+                )),
+            ]),
+            "stream_interrupted",
+        ),
+    ];
+    for (case, reply, kind) in cases {
+        let (r, app, _broken, _) = stream_with_fallback(reply, None).await;
+        assert_eq!(r.status(), 200, "{case}");
+        let events = sse_events(&r.text().await.unwrap());
+        let n = names(&events);
+        assert_eq!(n.first(), Some(&"message_start"), "{case}");
+        assert_eq!(n.last(), Some(&"error"), "{case}: {n:?}");
+        assert!(
+            !n.contains(&"message_stop"),
+            "{case}: never a complete answer"
+        );
+        assert!(!n.contains(&"message_delta"), "{case}");
+        let state = app.stop().await;
+        let log = &state.store.recent_logs(1).await.unwrap()[0];
+        assert_eq!(log.error_kind.as_deref(), Some(kind), "{case}");
+    }
+}
+
+#[tokio::test]
+async fn azure_filter_results_and_done_without_finish_reason_are_normal() {
+    let chunks = vec![
+        (
+            Duration::ZERO,
+            format!(
+                "data: {}\n\n",
+                json!({"id": "", "choices": [], "prompt_filter_results": [{"prompt_index": 0}]})
+            ),
+        ),
+        (
+            Duration::ZERO,
+            format!(
+                "data: {}\n\n",
+                chunk(json!({"content": "filtered ok"}), None)
+            ),
+        ),
+        (Duration::ZERO, "data: [DONE]\n\n".to_string()),
+    ];
+    let (_mock, events) = stream_through(chunks).await;
+    let n = names(&events);
+    assert_eq!(n.last(), Some(&"message_stop"), "{n:?}");
+    assert!(
+        events
+            .iter()
+            .any(|(_, d)| d["delta"]["text"] == "filtered ok")
+    );
 }
