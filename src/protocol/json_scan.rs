@@ -233,6 +233,28 @@ impl JsonScan {
     }
 }
 
+/// Splits `text` at the given points (those on char boundaries), for
+/// property tests that feed a text in arbitrary fragments.
+#[cfg(test)]
+pub(crate) fn split_at_points<'t>(text: &'t str, cuts: &[proptest::sample::Index]) -> Vec<&'t str> {
+    let mut points: Vec<usize> = cuts
+        .iter()
+        .map(|c| c.index(text.len() + 1))
+        .filter(|&p| text.is_char_boundary(p))
+        .collect();
+    points.push(text.len());
+    points.sort_unstable();
+    let mut from = 0;
+    points
+        .into_iter()
+        .map(|to| {
+            let piece = &text[from..to];
+            from = to;
+            piece
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,18 +395,11 @@ mod tests {
             } else {
                 serde_json::to_string(&value)
             }.unwrap_or_default();
-            let mut points: Vec<usize> = cuts
-                .iter()
-                .map(|c| c.index(text.len() + 1))
-                .filter(|&p| text.is_char_boundary(p))
-                .collect();
-            points.push(text.len());
-            points.sort_unstable();
             let mut scan = JsonScan::default();
-            let mut from = 0;
-            for to in points {
-                scan.feed(&text[from..to]);
-                from = to;
+            let mut to = 0;
+            for piece in split_at_points(&text, &cuts) {
+                scan.feed(piece);
+                to += piece.len();
                 prop_assert_eq!(scan.is_complete(), serde_says(&text[..to]), "{:?}", &text[..to]);
             }
             prop_assert!(scan.is_complete(), "{:?}", text);

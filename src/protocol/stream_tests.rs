@@ -2,6 +2,7 @@
 //! fixture snapshot and a no-panic property. No I/O beyond `include_str!`.
 
 use super::*;
+use crate::protocol::json_scan::split_at_points;
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -575,24 +576,6 @@ fn json_ish() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Splits `text` at the given points (kept on char boundaries).
-fn split_at_points(text: &str, cuts: &[prop::sample::Index]) -> Vec<String> {
-    let mut points: Vec<usize> = cuts
-        .iter()
-        .map(|c| c.index(text.len() + 1))
-        .filter(|&p| text.is_char_boundary(p))
-        .collect();
-    points.push(text.len());
-    points.sort_unstable();
-    let mut from = 0;
-    let mut pieces = Vec::new();
-    for to in points {
-        pieces.push(text[from..to].to_owned());
-        from = to;
-    }
-    pieces
-}
-
 proptest! {
     /// Two calls whose fragments interleave in any order: each tool block
     /// carries exactly its own arguments, and the blocks never overlap.
@@ -615,7 +598,7 @@ proptest! {
         for take_a in order.into_iter().chain(std::iter::repeat_n(true, 10)).chain(std::iter::repeat_n(false, 10)) {
             let next = if take_a { pieces_a.next().map(|p| (0, p)) } else { pieces_b.next().map(|p| (1, p)) };
             if let Some((index, piece)) = next {
-                payloads.push(tool(index, None, None, &piece));
+                payloads.push(tool(index, None, None, piece));
             }
         }
         let events = run(ctx(), &payloads);
