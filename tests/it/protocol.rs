@@ -8,33 +8,51 @@ use serde_json::json;
 
 use crate::harness::{MockUpstream, Reply, TestApp, openai_app, openai_text, providers_toml};
 
+/// Time for `count_tokens` of `body` (at most 10 s, or the test fails).
+async fn time_count(app: &TestApp, body: &serde_json::Value) -> (Duration, u64) {
+    let started = Instant::now();
+    let (status, v) = tokio::time::timeout(Duration::from_secs(10), count_tokens(app, body))
+        .await
+        .expect("count_tokens answered within 10 s");
+    let elapsed = started.elapsed();
+    assert_eq!(status, 200, "{v}");
+    (elapsed, v["input_tokens"].as_u64().unwrap_or(0))
+}
+
 /// A 1 MB word used to take minutes (BPE merging is quadratic in a
-/// piece's length); it is now linear, under a second even in a debug build.
+/// piece's length); it now answers within a second. A debug build on a
+/// busy machine (this suite runs its tests in parallel) can need more than
+/// that for any megabyte, so there the deadline is also measured: four
+/// times what a megabyte of ordinary prose takes in the same conditions.
 #[tokio::test]
 async fn count_tokens_of_a_megabyte_word_answers_within_a_second() {
     let (mock, app) = openai_app().await;
+    let body =
+        |text: String| json!({"model": "sonnet", "messages": [{"role": "user", "content": text}]});
     let word: String = (0..1_000_000u32)
         .map(|i| char::from(b'a' + u8::try_from(i * 7 % 26).unwrap_or(0)))
         .collect();
-    let body = json!({"model": "sonnet", "messages": [{"role": "user", "content": word}]});
+    let prose = "The quick brown fox jumps over the lazy dog. ".repeat(22_223);
     // Warm the tokenizer (built once per process) outside the measurement.
-    let hi = json!({"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]});
-    assert_eq!(count_tokens(&app, &hi).await.0, 200);
-    let started = Instant::now();
-    let r = tokio::time::timeout(
-        Duration::from_secs(10),
-        app.post("/v1/messages/count_tokens").json(&body).send(),
-    )
-    .await
-    .expect("count_tokens answered within 10 s")
-    .unwrap();
-    let elapsed = started.elapsed();
-    assert_eq!(r.status(), 200);
-    let tokens = r.json::<serde_json::Value>().await.unwrap()["input_tokens"]
-        .as_u64()
-        .unwrap();
-    assert!(tokens > 1_000_000 / 32, "{tokens}");
-    assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
+    time_count(&app, &body("hi".into())).await;
+    let (mut word_time, mut prose_time) = (Duration::MAX, Duration::MAX);
+    for _ in 0..2 {
+        let (elapsed, tokens) = time_count(&app, &body(prose.clone())).await;
+        assert!(tokens > 200_000, "{tokens}");
+        prose_time = prose_time.min(elapsed);
+        let (elapsed, tokens) = time_count(&app, &body(word.clone())).await;
+        assert!(tokens > 1_000_000 / 32, "{tokens}");
+        word_time = word_time.min(elapsed);
+    }
+    let deadline = if cfg!(debug_assertions) {
+        Duration::from_secs(1).max(prose_time * 4)
+    } else {
+        Duration::from_secs(1)
+    };
+    assert!(
+        word_time < deadline,
+        "a 1 MB word took {word_time:?}, 1 MB of prose {prose_time:?}"
+    );
     assert!(mock.received().is_empty());
 }
 
