@@ -98,6 +98,7 @@ fn convert_request(body: &str) {
         model: "upstream-model",
         max_tokens_limit: None,
         stream: false,
+        reasoning_efforts: &[],
     };
     let chat = protocol::to_openai(&request, &target).expect("converts");
     black_box(serde_json::to_vec(&chat).expect("serializes"));

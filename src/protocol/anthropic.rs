@@ -41,8 +41,25 @@ pub struct MessagesRequest {
     pub metadata: Option<Metadata>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thinking: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_config: Option<OutputConfig>,
     /// Every top-level field we do not model (`container`, `service_tier`,
-    /// the non-standard `provider`, …). Never an error.
+    /// the beta's `output_format`, the non-standard `provider`, …). Never an
+    /// error.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `output_config`: how much effort the answer gets and what shape it has.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutputConfig {
+    /// `low`, `medium`, `high`, `xhigh` or `max`; kept as text so a new
+    /// level still passes through to Anthropic-format providers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<String>,
+    /// Structured output: `{"type": "json_schema", "schema": {…}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Value>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -303,6 +320,9 @@ pub struct Tool {
     pub input_schema: Option<Value>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// Strict tool use: the input is guaranteed to match the schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

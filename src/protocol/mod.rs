@@ -2,24 +2,30 @@
 //! synchronous: this module and its children never do I/O and never await.
 //!
 //! Entry points: [`parse_messages_request`] / [`parse_count_tokens_request`]
-//! (bytes → validated request, or an [`InvalidRequest`] naming the field),
+//! (bytes → a request checked by Anthropic's rules, [`validate`], or an
+//! [`InvalidRequest`] naming the field),
 //! [`to_openai()`] (request), [`from_openai()`] (non-streaming response),
 //! [`StreamConverter`] (streaming response, one SSE `data:` payload at a
 //! time) and [`count_input_tokens`].
 
 pub mod anthropic;
+pub mod effort;
 pub mod from_openai;
+mod json_scan;
 pub mod openai;
 pub mod stream;
 pub mod thinking;
 pub mod to_openai;
 pub mod tokens;
+pub mod validate;
 
 pub use anthropic::{CountTokensRequest, MessagesRequest, MessagesResponse};
+pub use effort::Effort;
 pub use from_openai::{ResponseContext, UpstreamInvalid, from_openai};
 pub use stream::{Event, StreamContext, StreamConverter};
 pub use to_openai::{Target, to_openai};
 pub use tokens::{count_input_tokens, estimate_messages_request, warm_up};
+pub use validate::Betas;
 
 use serde::de::DeserializeOwned;
 
@@ -50,30 +56,34 @@ impl InvalidRequest {
     }
 }
 
-/// Parses and validates a `/v1/messages` body: `model` non-empty,
-/// `messages` non-empty, `max_tokens` ≥ 1.
+/// Parses and validates a `/v1/messages` body under Anthropic's rules
+/// without beta features (see [`validate`]).
 pub fn parse_messages_request(body: &[u8]) -> Result<MessagesRequest, InvalidRequest> {
+    parse_messages_request_with(body, Betas::default())
+}
+
+/// [`parse_messages_request`] with the rules the client's
+/// `anthropic-beta` features change.
+pub fn parse_messages_request_with(
+    body: &[u8],
+    betas: Betas,
+) -> Result<MessagesRequest, InvalidRequest> {
     let req: MessagesRequest = parse_object(body)?;
-    validate_common(&req.model, req.messages.len())?;
-    if req.max_tokens == 0 {
-        return Err(InvalidRequest::new("max_tokens", "must be at least 1"));
-    }
+    non_empty(&req.messages)?;
+    validate::messages_request(&req, betas)?;
     Ok(req)
 }
 
-/// Parses and validates a `/v1/messages/count_tokens` body: `model`
-/// non-empty, `messages` non-empty.
+/// Parses and validates a `/v1/messages/count_tokens` body.
 pub fn parse_count_tokens_request(body: &[u8]) -> Result<CountTokensRequest, InvalidRequest> {
     let req: CountTokensRequest = parse_object(body)?;
-    validate_common(&req.model, req.messages.len())?;
+    non_empty(&req.messages)?;
+    validate::count_tokens_request(&req)?;
     Ok(req)
 }
 
-fn validate_common(model: &str, messages: usize) -> Result<(), InvalidRequest> {
-    if model.trim().is_empty() {
-        return Err(InvalidRequest::new("model", "must not be empty"));
-    }
-    if messages == 0 {
+fn non_empty(messages: &[anthropic::Message]) -> Result<(), InvalidRequest> {
+    if messages.is_empty() {
         return Err(InvalidRequest::new("messages", "must not be empty"));
     }
     Ok(())

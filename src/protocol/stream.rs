@@ -15,6 +15,9 @@
 //! thinking) is queued in arrival order, and flushed as soon as the open
 //! call is complete, or at the end of the stream. Sequential calls (the
 //! usual case) therefore stream live; only genuinely interleaved ones wait.
+//! Completeness is tracked incrementally (`json_scan::JsonScan`) and a
+//! queued call is marked on the call itself, so a stream costs time linear
+//! in its size however its calls interleave.
 //! Argument fragments for a call whose block was already closed could only
 //! follow a complete JSON value; they are dropped.
 //!
@@ -39,6 +42,7 @@
 use super::UpstreamInvalid;
 use super::anthropic::{Usage, random_id};
 use super::from_openai::{error_message, map_stop_reason, map_usage, tool_use_id};
+use super::json_scan::JsonScan;
 use super::openai::{ChatChunk, ChatUsage, ToolCallDelta};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -129,11 +133,13 @@ struct ToolCall {
     /// Our block index once `content_block_start` was sent.
     block: Option<u32>,
     closed: bool,
-    /// Arguments already sent, to tell when they form a complete value.
-    sent: String,
+    /// Whether a `Pending::Tool` for this call waits in the queue (its
+    /// later fragments join `unsent` instead of queueing again).
+    queued: bool,
+    /// The arguments sent so far, to tell when they form a complete value.
+    sent: JsonScan,
     /// Arguments received but not sent yet.
     unsent: String,
-    complete: Option<bool>,
 }
 
 /// Whether a stream's chunks so far open a valid answer.
@@ -334,7 +340,7 @@ impl StreamConverter {
             return out;
         }
         self.start(&mut out);
-        while let Some(item) = self.queue.pop_front() {
+        while let Some(item) = self.dequeue() {
             self.emit(item, &mut out);
         }
         // Calls that never got a name were never started: start them now
@@ -445,18 +451,13 @@ impl StreamConverter {
     }
 
     /// True while an open tool block must not be interrupted.
-    fn blocked(&mut self) -> bool {
+    fn blocked(&self) -> bool {
         let Open::Tool(slot) = self.open else {
             return false;
         };
-        let Some(tool) = self.tools.get_mut(slot) else {
-            return false;
-        };
-        let complete = *tool.complete.get_or_insert_with(|| {
-            !tool.sent.trim().is_empty()
-                && serde_json::from_str::<serde::de::IgnoredAny>(&tool.sent).is_ok()
-        });
-        !complete
+        self.tools
+            .get(slot)
+            .is_some_and(|tool| !tool.sent.is_complete())
     }
 
     fn route(&mut self, item: Pending, out: &mut Vec<Event>) {
@@ -477,21 +478,36 @@ impl StreamConverter {
 
     fn drain(&mut self, out: &mut Vec<Event>) {
         while !self.queue.is_empty() && !self.blocked() {
-            if let Some(item) = self.queue.pop_front() {
+            if let Some(item) = self.dequeue() {
                 self.emit(item, out);
             }
         }
     }
 
     fn enqueue(&mut self, item: Pending) {
-        if matches!(item, Pending::Tool(_)) && self.queue.contains(&item) {
-            return; // Its arguments accumulate in the tool's `unsent`.
+        if let Pending::Tool(slot) = &item
+            && let Some(tool) = self.tools.get_mut(*slot)
+        {
+            if tool.queued {
+                return; // Its arguments accumulate in the tool's `unsent`.
+            }
+            tool.queued = true;
         }
         match (self.queue.back_mut(), item) {
             (Some(Pending::Text(queued)), Pending::Text(more))
             | (Some(Pending::Thinking(queued)), Pending::Thinking(more)) => queued.push_str(&more),
             (_, item) => self.queue.push_back(item),
         }
+    }
+
+    fn dequeue(&mut self) -> Option<Pending> {
+        let item = self.queue.pop_front()?;
+        if let Pending::Tool(slot) = &item
+            && let Some(tool) = self.tools.get_mut(*slot)
+        {
+            tool.queued = false;
+        }
+        Some(item)
     }
 
     fn emit(&mut self, item: Pending, out: &mut Vec<Event>) {
@@ -559,8 +575,7 @@ impl StreamConverter {
             return;
         };
         let fragment = std::mem::take(&mut tool.unsent);
-        tool.sent.push_str(&fragment);
-        tool.complete = None;
+        tool.sent.feed(&fragment);
         out.push(delta(
             index,
             json!({"type": "input_json_delta", "partial_json": fragment}),

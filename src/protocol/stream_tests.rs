@@ -2,6 +2,7 @@
 //! fixture snapshot and a no-panic property. No I/O beyond `include_str!`.
 
 use super::*;
+use crate::protocol::json_scan::split_at_points;
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -321,6 +322,51 @@ fn two_interleaved_tool_calls_never_overlap_and_keep_their_arguments() {
     assert_eq!(tool_args(&events, 1), "{\"q\":\"y\"}");
 }
 
+/// 20,000 argument fragments of two interleaved calls (and some text):
+/// the open call's completeness used to be re-parsed from scratch after
+/// each of its fragments, O(n²) (seconds here); now each byte is scanned
+/// once. Nothing may be lost or reordered on the way.
+#[test]
+fn long_interleaved_arguments_convert_in_linear_time() {
+    const PAIRS: usize = 10_000;
+    let mut payloads = vec![
+        tool(0, Some("call_a"), Some("Sum"), "{\"n\":["),
+        tool(1, Some("call_b"), Some("Sum"), "{\"n\":["),
+    ];
+    for i in 0..PAIRS {
+        payloads.push(tool(0, None, None, "1,2,3,4,5,6,7,8,"));
+        payloads.push(tool(1, None, None, "9,8,7,6,5,4,3,2,"));
+        if i % 1_000 == 0 {
+            payloads.push(text("t"));
+        }
+    }
+    payloads.push(tool(0, None, None, "0]}"));
+    payloads.push(tool(1, None, None, "0]}"));
+    payloads.push(finish("tool_calls"));
+    let started = std::time::Instant::now();
+    let events = run(ctx(), &payloads);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < std::time::Duration::from_secs(3),
+        "{elapsed:?} for {} payloads",
+        payloads.len()
+    );
+    // Call 0 was open first: call 1 and the text waited, in order.
+    let starts: Vec<String> = names(&events)
+        .into_iter()
+        .filter(|n| n.starts_with("start:"))
+        .collect();
+    assert_eq!(
+        starts[..3],
+        ["start:tool_use@0", "start:tool_use@1", "start:text@2"]
+    );
+    for (index, numbers) in [(0, "1,2,3,4,5,6,7,8,"), (1, "9,8,7,6,5,4,3,2,")] {
+        let args = tool_args(&events, index);
+        let expected = format!("{{\"n\":[{}0]}}", numbers.repeat(PAIRS));
+        assert!(args == expected, "call {index}: {} bytes", args.len());
+    }
+}
+
 #[test]
 fn sequential_tool_calls_stream_live() {
     let mut conv = StreamConverter::new(ctx());
@@ -531,6 +577,35 @@ fn json_ish() -> impl Strategy<Value = String> {
 }
 
 proptest! {
+    /// Two calls whose fragments interleave in any order: each tool block
+    /// carries exactly its own arguments, and the blocks never overlap.
+    #[test]
+    fn interleaved_calls_keep_their_arguments(
+        a in prop::collection::btree_map("[a-z\"\\\\{}]{1,6}", any::<i32>(), 0..5),
+        b in prop::collection::vec(".{0,6}", 0..5),
+        cuts_a in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+        cuts_b in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+        order in prop::collection::vec(any::<bool>(), 0..40),
+    ) {
+        let args_a = serde_json::to_string(&a).unwrap_or_default();
+        let args_b = serde_json::to_string(&json!({"list": b})).unwrap_or_default();
+        let mut pieces_a = split_at_points(&args_a, &cuts_a).into_iter();
+        let mut pieces_b = split_at_points(&args_b, &cuts_b).into_iter();
+        let mut payloads = vec![
+            tool(0, Some("call_a"), Some("A"), ""),
+            tool(1, Some("call_b"), Some("B"), ""),
+        ];
+        for take_a in order.into_iter().chain(std::iter::repeat_n(true, 10)).chain(std::iter::repeat_n(false, 10)) {
+            let next = if take_a { pieces_a.next().map(|p| (0, p)) } else { pieces_b.next().map(|p| (1, p)) };
+            if let Some((index, piece)) = next {
+                payloads.push(tool(index, None, None, piece));
+            }
+        }
+        let events = run(ctx(), &payloads);
+        prop_assert_eq!(tool_args(&events, 0), args_a);
+        prop_assert_eq!(tool_args(&events, 1), args_b);
+    }
+
     #[test]
     fn never_panics_and_always_ends_with_message_stop(payloads in prop::collection::vec(json_ish(), 0..12)) {
         let mut conv = StreamConverter::new(ctx());

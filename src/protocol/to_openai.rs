@@ -12,20 +12,31 @@
 //! - `thinking` → assistant `reasoning_content` (the signature is dropped),
 //!   `redacted_thinking`, `server_tool_use`, `web_search_tool_result` and any
 //!   unknown block are dropped: OpenAI providers have no place for them.
-//! - Server tools (a `type` and no `input_schema`, e.g. web search) are
-//!   dropped. When no tool is left, `tool_choice` and `parallel_tool_calls`
-//!   are omitted too, since providers reject them without `tools`.
-//! - `top_k` and `thinking` have no chat-completions equivalent: dropped.
+//! - Server tools (a `type` other than `custom`: web search, bash, …) are
+//!   dropped; a client tool's `strict` is kept. When no tool is left,
+//!   `tool_choice` and `parallel_tool_calls` are omitted too, since
+//!   providers reject them without `tools`.
+//! - `thinking` and `output_config.effort` become `reasoning_effort`, in
+//!   the provider's vocabulary ([`Target::reasoning_efforts`], see
+//!   [`super::effort`]); a provider with none gets none.
+//! - `output_config.format` (or the beta's top-level `output_format`) of
+//!   type `json_schema` becomes `response_format: {type: "json_schema",
+//!   json_schema: {name: "output", schema, strict: true}}` (strict, as
+//!   Anthropic's guarantee is); any other type is refused, not dropped.
+//! - `top_k` has no chat-completions equivalent: dropped. The README's
+//!   conversion table lists everything else a provider does not get.
 
 use super::InvalidRequest;
 use super::anthropic::{
     Content, ContentBlock, ImageSource, MessagesRequest, Role, Tool, ToolChoice, ToolResultBlock,
 };
+use super::effort::{self, Effort};
 use super::openai::{
     ChatMessage, ChatRequest, ChatTool, ChatToolChoice, ContentPart, FileData, FunctionCall,
-    FunctionDef, ImageUrl, NamedFunction, NamedToolChoice, StreamOptions, ToolCall, UserContent,
+    FunctionDef, ImageUrl, JsonSchemaFormat, NamedFunction, NamedToolChoice, ResponseFormat,
+    StreamOptions, ToolCall, UserContent,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Where the converted request is going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +47,14 @@ pub struct Target<'a> {
     pub max_tokens_limit: Option<u32>,
     /// Ask for a stream (adds `stream_options.include_usage`).
     pub stream: bool,
+    /// The `reasoning_effort` values the provider accepts; empty: it gets
+    /// none.
+    pub reasoning_efforts: &'a [Effort],
 }
+
+/// `json_schema.name` of the `response_format` sent for structured output
+/// (Anthropic's format has no name; OpenAI requires one).
+pub const RESPONSE_FORMAT_NAME: &str = "output";
 
 /// Placeholder for a `tool_result` without any text.
 pub const EMPTY_TOOL_RESULT: &str = "No content provided";
@@ -90,8 +108,48 @@ pub fn to_openai(req: &MessagesRequest, target: &Target) -> Result<ChatRequest, 
             .filter(|tc| has_tools && tc.disable_parallel_tool_use())
             .map(|_| false),
         tools: has_tools.then_some(tools),
+        reasoning_effort: effort::requested(req)?
+            .and_then(|wanted| effort::pick(wanted, target.reasoning_efforts)),
+        response_format: response_format(req)?,
         user: req.metadata.as_ref().and_then(|m| m.user_id.clone()),
     })
+}
+
+/// Structured output, from `output_config.format` or the beta's
+/// `output_format`.
+fn response_format(req: &MessagesRequest) -> Result<Option<ResponseFormat>, InvalidRequest> {
+    let configured = req.output_config.as_ref().and_then(|c| c.format.as_ref());
+    let (path, format) = match (configured, req.extra.get("output_format")) {
+        (Some(format), _) => ("output_config.format", format),
+        (None, Some(format)) => ("output_format", format),
+        (None, None) => return Ok(None),
+    };
+    if format.is_null() {
+        return Ok(None);
+    }
+    match format.get("type").and_then(Value::as_str) {
+        Some("json_schema") => {}
+        other => {
+            return Err(InvalidRequest::new(
+                format!("{path}.type"),
+                format!(
+                    "{} cannot be sent to an OpenAI-format provider; only \"json_schema\" can",
+                    other.map_or_else(|| "a format without type".to_owned(), |t| format!("{t:?}"))
+                ),
+            ));
+        }
+    }
+    let schema = format
+        .get("schema")
+        .filter(|s| s.is_object())
+        .ok_or_else(|| InvalidRequest::new(format!("{path}.schema"), "must be a JSON object"))?;
+    Ok(Some(ResponseFormat::JsonSchema {
+        json_schema: JsonSchemaFormat {
+            name: RESPONSE_FORMAT_NAME.to_owned(),
+            schema: schema.clone(),
+            strict: true,
+        },
+    }))
 }
 
 fn system_text(system: &Content) -> String {
@@ -267,19 +325,21 @@ fn convert_assistant(content: &Content, index: usize) -> Result<ChatMessage, Inv
     })
 }
 
+/// A client tool as a function; server tools (web search, bash, …) have
+/// no chat-completions equivalent. Validation made sure a client tool has
+/// its schema.
 fn convert_tool(tool: &Tool) -> Option<ChatTool> {
-    let parameters = match (&tool.input_schema, tool.kind.as_deref()) {
-        (Some(schema), _) => schema.clone(),
-        // A typed tool without schema is a server tool (web_search, …).
-        (None, Some(kind)) if kind != "custom" => return None,
-        (None, _) => json!({"type": "object", "properties": {}}),
-    };
+    if !super::validate::is_client_tool(tool) {
+        return None;
+    }
+    let parameters = tool.input_schema.clone()?;
     Some(ChatTool {
         kind: "function".to_owned(),
         function: FunctionDef {
             name: tool.name.clone(),
             description: tool.description.clone(),
             parameters,
+            strict: tool.strict,
         },
     })
 }

@@ -2,13 +2,14 @@
 //! snapshot. No I/O beyond `include_str!`.
 
 use super::*;
-use crate::protocol::parse_messages_request;
+use crate::protocol::{Effort, parse_messages_request};
 use serde_json::{Value, json};
 
 const TARGET: Target = Target {
     model: "gpt-up",
     max_tokens_limit: None,
     stream: false,
+    reasoning_efforts: &[],
 };
 
 fn convert_with(mut body: Value, target: &Target) -> Value {
@@ -38,6 +39,21 @@ fn messages(body: Value) -> Value {
 
 fn user(content: Value) -> Value {
     json!({"messages": [{"role": "user", "content": content}]})
+}
+
+/// A user turn answering tool calls `ids`, after the assistant turn that
+/// made them; converts and returns the messages of that user turn only.
+fn answering(ids: &[&str], content: Value) -> Value {
+    let calls: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"type": "tool_use", "id": id, "name": "Read", "input": {}}))
+        .collect();
+    let out = messages(json!({"messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": calls},
+        {"role": "user", "content": content}
+    ]}));
+    json!(out.as_array().map(|m| m[2..].to_vec()).unwrap_or_default())
 }
 
 #[test]
@@ -136,14 +152,17 @@ fn assistant_text_thinking_and_tool_use() {
 
 #[test]
 fn tool_results_come_first_then_remaining_user_text_and_images() {
-    let out = messages(user(json!([
-        {"type": "text", "text": "here you go"},
-        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "file body"},
-        {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "Zm9v"}},
-        {"type": "tool_result", "tool_use_id": "toolu_2", "content": [
-            {"type": "text", "text": "line1"}, {"type": "text", "text": "line2"}
-        ]}
-    ])));
+    let out = answering(
+        &["toolu_1", "toolu_2"],
+        json!([
+            {"type": "text", "text": "here you go"},
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "file body"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "Zm9v"}},
+            {"type": "tool_result", "tool_use_id": "toolu_2", "content": [
+                {"type": "text", "text": "line1"}, {"type": "text", "text": "line2"}
+            ]}
+        ]),
+    );
     assert_eq!(
         out,
         json!([
@@ -159,12 +178,15 @@ fn tool_results_come_first_then_remaining_user_text_and_images() {
 
 #[test]
 fn tool_result_error_prefix_and_empty_placeholder() {
-    let out = messages(user(json!([
-        {"type": "tool_result", "tool_use_id": "a", "content": "boom", "is_error": true},
-        {"type": "tool_result", "tool_use_id": "b"},
-        {"type": "tool_result", "tool_use_id": "c", "content": []},
-        {"type": "tool_result", "tool_use_id": "d", "content": "", "is_error": true}
-    ])));
+    let out = answering(
+        &["a", "b", "c", "d"],
+        json!([
+            {"type": "tool_result", "tool_use_id": "a", "content": "boom", "is_error": true},
+            {"type": "tool_result", "tool_use_id": "b"},
+            {"type": "tool_result", "tool_use_id": "c", "content": []},
+            {"type": "tool_result", "tool_use_id": "d", "content": "", "is_error": true}
+        ]),
+    );
     assert_eq!(
         out,
         json!([
@@ -178,12 +200,15 @@ fn tool_result_error_prefix_and_empty_placeholder() {
 
 #[test]
 fn image_inside_tool_result_moves_to_following_user_message() {
-    let out = messages(user(json!([
-        {"type": "tool_result", "tool_use_id": "a", "content": [
-            {"type": "text", "text": "screenshot:"},
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA"}}
-        ]}
-    ])));
+    let out = answering(
+        &["a"],
+        json!([
+            {"type": "tool_result", "tool_use_id": "a", "content": [
+                {"type": "text", "text": "screenshot:"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA"}}
+            ]}
+        ]),
+    );
     assert_eq!(
         out,
         json!([
@@ -216,7 +241,7 @@ fn tools_map_to_functions_server_tools_dropped() {
     let mut body = user(json!("hi"));
     body["tools"] = json!([
         {"name": "Read", "description": "read a file", "input_schema": {"type": "object", "properties": {"p": {"type": "string"}}}},
-        {"name": "NoSchema"},
+        {"type": "custom", "name": "Custom", "input_schema": {"type": "object"}},
         {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
     ]);
     assert_eq!(
@@ -224,8 +249,7 @@ fn tools_map_to_functions_server_tools_dropped() {
         json!([
             {"type": "function", "function": {"name": "Read", "description": "read a file",
                 "parameters": {"type": "object", "properties": {"p": {"type": "string"}}}}},
-            {"type": "function", "function": {"name": "NoSchema",
-                "parameters": {"type": "object", "properties": {}}}}
+            {"type": "function", "function": {"name": "Custom", "parameters": {"type": "object"}}}
         ])
     );
 }
@@ -277,6 +301,7 @@ fn sampling_stop_user_and_dropped_top_k() {
     body["top_k"] = json!(40);
     body["stop_sequences"] = json!(["END", "###"]);
     body["metadata"] = json!({"user_id": "u-42"});
+    body["max_tokens"] = json!(2000);
     body["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
     let out = convert(body);
     assert_eq!(out["temperature"], json!(0.5));
@@ -322,10 +347,120 @@ fn claude_code_fixture_snapshot() {
         model: "qwen3-coder-plus",
         max_tokens_limit: Some(16384),
         stream: true,
+        reasoning_efforts: &[],
     };
     let converted = convert_with(body, &target);
     // No module prefix: the file name must not depend on the crate's name.
     insta::with_settings!({prepend_module_to_snapshot => false}, {
         insta::assert_json_snapshot!("claude_code_request_to_openai", converted);
     });
+}
+
+const OPENAI_EFFORTS: [Effort; 4] = [Effort::Minimal, Effort::Low, Effort::Medium, Effort::High];
+
+/// Converts `extra` merged into a one-message request for a provider
+/// that accepts `efforts`; the error text when refused.
+fn convert_for(extra: Value, efforts: &[Effort]) -> Result<Value, String> {
+    let mut body = json!({"model": "claude-x", "max_tokens": 64000,
+        "messages": [{"role": "user", "content": "hi"}]});
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    let req = parse_messages_request(body.to_string().as_bytes()).map_err(|e| e.to_string())?;
+    let target = Target {
+        reasoning_efforts: efforts,
+        ..TARGET
+    };
+    let chat = to_openai(&req, &target).map_err(|e| e.to_string())?;
+    serde_json::to_value(chat).map_err(|e| e.to_string())
+}
+
+#[test]
+fn thinking_and_effort_become_the_providers_reasoning_effort() {
+    let cases = [
+        (json!({}), Value::Null),
+        (json!({"thinking": {"type": "adaptive"}}), json!("high")),
+        (
+            json!({"thinking": {"type": "adaptive"}, "output_config": {"effort": "medium"}}),
+            json!("medium"),
+        ),
+        (json!({"output_config": {"effort": "max"}}), json!("high")),
+        (json!({"output_config": {"effort": "xhigh"}}), json!("high")),
+        (json!({"output_config": {"effort": "low"}}), json!("low")),
+        (
+            json!({"thinking": {"type": "enabled", "budget_tokens": 4000}}),
+            json!("low"),
+        ),
+        (
+            json!({"thinking": {"type": "enabled", "budget_tokens": 10000}}),
+            json!("medium"),
+        ),
+        (
+            json!({"thinking": {"type": "enabled", "budget_tokens": 31999}}),
+            json!("high"),
+        ),
+        (json!({"thinking": {"type": "disabled"}}), json!("minimal")),
+    ];
+    for (extra, expected) in cases {
+        let out = convert_for(extra.clone(), &OPENAI_EFFORTS);
+        assert_eq!(
+            out.map(|o| o["reasoning_effort"].clone()),
+            Ok(expected),
+            "{extra}"
+        );
+        // A provider without a reasoning vocabulary gets nothing.
+        let none = convert_for(extra.clone(), &[]);
+        assert_eq!(
+            none.map(|o| o.get("reasoning_effort").cloned()),
+            Ok(None),
+            "{extra}"
+        );
+    }
+    assert_eq!(
+        convert_for(json!({"output_config": {"effort": "huge"}}), &OPENAI_EFFORTS).err(),
+        Some("output_config.effort: unknown effort \"huge\"; expected low, medium, high, xhigh or max".to_owned())
+    );
+}
+
+#[test]
+fn json_schema_output_becomes_response_format() {
+    let schema = json!({"type": "object", "properties": {"name": {"type": "string"}},
+        "required": ["name"], "additionalProperties": false});
+    let expected = json!({"type": "json_schema",
+        "json_schema": {"name": RESPONSE_FORMAT_NAME, "schema": schema, "strict": true}});
+    let current = json!({"output_config": {"format": {"type": "json_schema", "schema": schema}}});
+    assert_eq!(
+        convert_for(current, &[]).map(|o| o["response_format"].clone()),
+        Ok(expected.clone())
+    );
+    let beta = json!({"output_format": {"type": "json_schema", "schema": schema}});
+    assert_eq!(
+        convert_for(beta, &[]).map(|o| o["response_format"].clone()),
+        Ok(expected)
+    );
+    assert_eq!(
+        convert_for(json!({"output_config": {"format": {"type": "xml"}}}), &[]).err(),
+        Some("output_config.format.type: \"xml\" cannot be sent to an OpenAI-format provider; only \"json_schema\" can".to_owned())
+    );
+    assert_eq!(
+        convert_for(
+            json!({"output_config": {"format": {"type": "json_schema"}}}),
+            &[]
+        )
+        .err(),
+        Some("output_config.format.schema: must be a JSON object".to_owned())
+    );
+    let plain = convert_for(json!({"output_config": {"effort": "high"}}), &[]);
+    assert_eq!(plain.map(|o| o.get("response_format").cloned()), Ok(None));
+}
+
+#[test]
+fn strict_tools_stay_strict() {
+    let tools = json!({"tools": [
+        {"name": "a", "strict": true, "input_schema": {"type": "object", "additionalProperties": false}},
+        {"name": "b", "input_schema": {"type": "object"}}
+    ]});
+    let out = convert_for(tools, &[]).unwrap_or_default();
+    assert_eq!(out["tools"][0]["function"]["strict"], true);
+    assert!(out["tools"][1]["function"].get("strict").is_none());
 }

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod auth;
+mod blocking;
 pub mod bootstrap;
 mod connection;
 mod probes;

@@ -153,7 +153,13 @@ async fn messages(
         },
         Instant::now(),
     );
-    let request = match protocol::parse_messages_request(&body) {
+    let betas = protocol::Betas::from_headers(
+        headers
+            .get_all("anthropic-beta")
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    let request = match protocol::parse_messages_request_with(&body, betas) {
         Ok(r) => r,
         Err(e) => {
             return fail(
@@ -459,11 +465,13 @@ async fn count_tokens(
             }
         }
     }
-    let request = request.clone();
-    let count =
-        tokio::task::spawn_blocking(move || protocol::tokens::count_input_tokens(&request)).await;
+    // Linear in the body, off the runtime, and abandoned if the client leaves.
+    let count = super::blocking::run_cancellable(move |cancel| {
+        protocol::tokens::count_input_tokens(&request, cancel)
+    })
+    .await;
     match count {
-        Ok(n) => {
+        Ok(Ok(n)) => {
             guard.record_mut().status = 200;
             guard.complete();
             let mut response = Json(json!({"input_tokens": n})).into_response();
@@ -473,6 +481,12 @@ async fn count_tokens(
             );
             response
         }
+        // Only a dropped handler sets the flag, so nobody waits for this.
+        Ok(Err(protocol::tokens::Cancelled)) => fail(
+            guard,
+            Error::Internal(anyhow::anyhow!("token counting was cancelled")),
+            "internal",
+        ),
         Err(e) => fail(
             guard,
             Error::Internal(anyhow::anyhow!("token counting failed: {e}")),

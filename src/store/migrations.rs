@@ -25,7 +25,8 @@ const SQLITE: &[&str] = &[
     include_str!("migrations/sqlite/0002_request_log_endpoint.sql"),
     include_str!("migrations/sqlite/0003_provider_fields.sql"),
     include_str!("migrations/sqlite/0004_identity.sql"),
-    include_str!("migrations/sqlite/0005_request_log_indexes.sql"),
+    include_str!("migrations/sqlite/0005_provider_reasoning_efforts.sql"),
+    include_str!("migrations/sqlite/0006_request_log_indexes.sql"),
 ];
 
 /// PostgreSQL's twins of [`SQLITE`], one for one.
@@ -34,7 +35,8 @@ const POSTGRES: &[&str] = &[
     include_str!("migrations/postgres/0002_request_log_endpoint.sql"),
     include_str!("migrations/postgres/0003_provider_fields.sql"),
     include_str!("migrations/postgres/0004_identity.sql"),
-    include_str!("migrations/postgres/0005_request_log_indexes.sql"),
+    include_str!("migrations/postgres/0005_provider_reasoning_efforts.sql"),
+    include_str!("migrations/postgres/0006_request_log_indexes.sql"),
 ];
 
 const _: () = assert!(

@@ -54,6 +54,8 @@ impl Decode for Row {
                 },
                 max_tokens_limit: row.col::<Option<i64>>(13)?.map(|n| n as u32),
                 allow_any_model: row.col(15)?,
+                reasoning_efforts: serde_json::from_str(&row.col::<String>(17)?)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 api_version: None,
             },
             sealed_keys: row.col(3)?,
@@ -81,15 +83,17 @@ fn open<T: serde::de::DeserializeOwned>(
 const SELECT: &str =
     "SELECT name, api_format, base_url, api_keys_sealed, priority, weight, enabled,
         timeout_ms, max_retries, custom_headers, model_big, model_middle, model_small,
-        max_tokens_limit, first_byte_timeout_ms, allow_any_model, custom_headers_sealed
+        max_tokens_limit, first_byte_timeout_ms, allow_any_model, custom_headers_sealed,
+        reasoning_efforts
     FROM providers ORDER BY priority, name";
 
 /// The upsert, the same text on both engines.
 const UPSERT: &str = "INSERT INTO providers (name, api_format, base_url, api_keys_sealed, priority,
         weight, enabled, timeout_ms, max_retries, custom_headers, model_big, model_middle,
         model_small, max_tokens_limit, first_byte_timeout_ms, allow_any_model,
-        custom_headers_sealed, created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, '{}', $10, $11, $12, $13, $14, $15, $16, $17, $17)
+        custom_headers_sealed, reasoning_efforts, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, '{}', $10, $11, $12, $13, $14, $15, $16, $17, $18,
+        $18)
     ON CONFLICT (name) DO UPDATE SET api_format = excluded.api_format,
         base_url = excluded.base_url, api_keys_sealed = excluded.api_keys_sealed,
         priority = excluded.priority, weight = excluded.weight, enabled = excluded.enabled,
@@ -100,6 +104,7 @@ const UPSERT: &str = "INSERT INTO providers (name, api_format, base_url, api_key
         first_byte_timeout_ms = excluded.first_byte_timeout_ms,
         allow_any_model = excluded.allow_any_model,
         custom_headers_sealed = excluded.custom_headers_sealed,
+        reasoning_efforts = excluded.reasoning_efforts,
         updated_at = excluded.updated_at";
 
 impl Store {
@@ -113,6 +118,7 @@ impl Store {
         let spec = spec.clone();
         let timeout = spec.timeout.as_millis() as i64;
         let first_byte = spec.first_byte_timeout.map(|d| d.as_millis() as i64);
+        let efforts = to_json(&spec.reasoning_efforts);
         match &self.engine {
             Engine::Sqlite(db) => {
                 db.write(move |conn| {
@@ -136,6 +142,7 @@ impl Store {
                             first_byte,
                             spec.allow_any_model,
                             sealed_headers,
+                            efforts,
                             now,
                         ],
                     )?;
@@ -165,6 +172,7 @@ impl Store {
                             &first_byte,
                             &spec.allow_any_model,
                             &sealed_headers,
+                            &efforts,
                             &now,
                         ],
                     )
@@ -199,6 +207,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Effort;
     use crate::store::row::sqlite_all;
     use crate::store::testing;
 
@@ -237,6 +246,7 @@ mod tests {
             },
             max_tokens_limit: Some(8192),
             allow_any_model: true,
+            reasoning_efforts: vec![Effort::Low, Effort::High],
             api_version: None,
         }
     }

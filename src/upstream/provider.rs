@@ -142,6 +142,10 @@ pub struct ProviderSpec {
     /// Whether `name/model` may name a model not listed in `models`.
     #[serde(default)]
     pub allow_any_model: bool,
+    /// `reasoning_effort` values an OpenAI-format provider accepts (e.g.
+    /// `["minimal", "low", "medium", "high"]`); empty: it gets none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasoning_efforts: Vec<crate::protocol::Effort>,
     /// Written by the original's files; ignored with a warning by `normalize`.
     #[serde(default, skip_serializing)]
     pub api_version: Option<String>,

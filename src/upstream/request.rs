@@ -73,6 +73,7 @@ impl<'a> Outgoing<'a> {
                     model: &candidate.model,
                     max_tokens_limit: spec.max_tokens_limit,
                     stream: self.stream,
+                    reasoning_efforts: &spec.reasoning_efforts,
                 };
                 let request = self
                     .typed

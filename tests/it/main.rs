@@ -16,6 +16,7 @@ mod models;
 mod passthrough;
 mod pg;
 mod postgres;
+mod protocol;
 mod ready;
 mod request_logs;
 mod resilience;
