@@ -24,7 +24,7 @@ pub use effort::Effort;
 pub use from_openai::{ResponseContext, UpstreamInvalid, from_openai};
 pub use stream::{Event, StreamContext, StreamConverter};
 pub use to_openai::{Target, to_openai};
-pub use tokens::{count_input_tokens, estimate_messages_request, warm_up};
+pub use tokens::{count_input_tokens, warm_up};
 pub use validate::Betas;
 
 use serde::de::DeserializeOwned;

@@ -30,9 +30,7 @@
 //! segments the caller's cancel flag is checked, so an abandoned count stops
 //! within one segment.
 
-use super::anthropic::{
-    Content, ContentBlock, CountTokensRequest, Message, MessagesRequest, System, Tool,
-};
+use super::anthropic::{Content, ContentBlock, CountTokensRequest, Message, System, Tool};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tiktoken_rs::CoreBPE;
@@ -80,13 +78,6 @@ pub fn count_text(text: &str) -> u64 {
 /// `cancel` is seen set.
 pub fn count_input_tokens(req: &CountTokensRequest, cancel: &AtomicBool) -> Result<u64, Cancelled> {
     Counter::new(cancel).parts(req.system.as_ref(), &req.messages, req.tools.as_deref())
-}
-
-/// Estimated input tokens of a `messages` request (for `message_start`).
-pub fn estimate_messages_request(req: &MessagesRequest) -> u64 {
-    Counter::new(&AtomicBool::new(false))
-        .parts(req.system.as_ref(), &req.messages, req.tools.as_deref())
-        .unwrap_or_default()
 }
 
 /// One count, with the flag that abandons it.
